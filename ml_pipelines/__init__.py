@@ -1,0 +1,1 @@
+"""Input pipelines, the trainer, evaluation and search engines."""

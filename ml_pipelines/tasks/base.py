@@ -1,0 +1,50 @@
+"""The `Task` contract: how a method turns a model and a batch into a loss, metrics and extras.
+
+The trainer owns the loop, the state and the shardings; a task owns what is computed. Everything a
+task method returns from `loss` and `eval_metrics` runs inside `jax.jit`; `init_extra`, `evaluate`
+and `after_step` run on the host and may call jitted code through `env`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+
+class Task:
+  """Base class. Subclasses override `loss` and usually `eval_metrics`."""
+
+  def __init__(self, config):
+    self.config = config  # the whole run config; task options live in config.task
+
+  def init_extra(self, env, rng: jax.Array, params: Any) -> Any:
+    """Method state that lives outside the network (codes, anchors, projectors), or None.
+
+    It is checkpointed with the model, replicated over the mesh, and passed to `loss`.
+    """
+    return None
+
+  def loss(self, model: nnx.Module, batch: dict[str, jax.Array], rng: jax.Array, extra: Any,
+           step: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
+    """Training forward pass (model in train mode). Returns `(loss, aux)` with optional keys:
+
+    - `metrics`: dict of scalars, logged as `train/<name>`;
+    - `tx_args`: dict passed by keyword to `tx.update` (per-modality scores, features, ...);
+    - `extra`: the updated task state (same structure as `init_extra`'s).
+    """
+    raise NotImplementedError(f"{type(self).__name__} must define loss().")
+
+  def eval_metrics(self, model: nnx.Module, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Per-example values `[B]` (model in eval mode); the default `evaluate` averages them."""
+    return {}
+
+  def evaluate(self, env, state) -> dict[str, float]:
+    """Whole-split evaluation. The default averages `eval_metrics` over every example once."""
+    outputs = env.predict(state, self.eval_metrics, split=self.config.data.eval_split)
+    return {k: float(np.mean(v)) for k, v in outputs.items() if k != "index"}
+
+  def after_step(self, env, state, step: int):
+    """Host-side hook after each train step (outer loops, discrete updates). Returns the state."""
+    return state
