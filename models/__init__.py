@@ -11,6 +11,7 @@ from ml_pipelines.registry import Registry
 _REGISTRY = Registry("model", __name__)
 register = _REGISTRY.register
 names = _REGISTRY.names
+factory = _REGISTRY.get  # the registered constructor itself
 
 
 def get(name: str, *, rngs: nnx.Rngs | None = None, seed: int = 0, **overrides) -> nnx.Module:

@@ -1,0 +1,106 @@
+"""One checkpoint path: the whole train state, the data-iterator state and the config, via orbax.
+
+- Async saves; keeps the last `keep_checkpoints` and every `keep_period`-th step.
+- `restore_latest` restores onto *any* mesh: it is given abstract arrays carrying the new shardings,
+  so a run saved on 8 devices continues on 4 or on 1.
+- A latest checkpoint that cannot be read (truncated, corrupt) is reported by name, moved aside to
+  `<workdir>/corrupt_checkpoints/`, and the previous good one is used.
+- A checkpoint whose config differs in a key that changes the meaning of the state
+  (`config.COMPATIBILITY_KEYS`) is refused with the mismatching keys named.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from ml_pipelines import config as config_lib
+
+
+class IncompatibleCheckpointError(ValueError):
+  pass
+
+
+@dataclasses.dataclass
+class Restored:
+  step: int
+  state: Any
+  data_state: dict
+
+
+class Checkpointer:
+
+  def __init__(self, workdir: str, keep: int = 3, keep_period: int = 0, async_save: bool = True):
+    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    self.corrupt_dir = os.path.abspath(os.path.join(workdir, "corrupt_checkpoints"))
+    self._options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, keep_period=keep_period or None,
+        enable_async_checkpointing=async_save, create=True)
+    self._open()
+
+  def _open(self):
+    self.manager = ocp.CheckpointManager(self.directory, options=self._options,
+                                         item_names=("state", "data", "config"))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state: Any, data_state: dict, config) -> None:
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=ocp.args.JsonSave(data_state),
+        config=ocp.args.JsonSave(config.to_dict())))
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+  def restore_latest(self, abstract_state: Any, config) -> Restored | None:
+    """Newest readable checkpoint restored into `abstract_state`'s shapes and shardings, or None."""
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        saved_config = self.manager.restore(step, args=ocp.args.Composite(
+            config=ocp.args.JsonRestore()))["config"]
+      except Exception as e:  # noqa: BLE001 -- any failure to read means this step is unusable
+        self._set_aside(step, e)
+        continue
+      mismatch = config_lib.incompatible_keys(saved_config, config)
+      if mismatch:
+        flat_saved = config_lib.flatten(saved_config)
+        flat_now = config_lib.flatten(config.to_dict())
+        details = ", ".join(f"{k}: checkpoint {flat_saved.get(k)!r} vs config {flat_now.get(k)!r}"
+                            for k in mismatch)
+        raise IncompatibleCheckpointError(
+            f"The checkpoint at step {step} in {self.directory} was written by an incompatible "
+            f"config; mismatching keys: {details}. Use a new --workdir or restore the old values.")
+      try:
+        out = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+      except Exception as e:  # noqa: BLE001
+        self._set_aside(step, e)
+        continue
+      return Restored(step=step, state=out["state"], data_state=out["data"])
+    return None
+
+  def _set_aside(self, step: int, error: Exception) -> None:
+    path = os.path.join(self.directory, str(step))
+    logging.warning("Checkpoint %s is unreadable (%s: %s); falling back to the previous one.",
+                    path, type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+    print(f"WARNING: checkpoint {path} is unreadable ({type(error).__name__}); "
+          f"using the previous one.", flush=True)
+    if jax.process_index() == 0 and os.path.exists(path):
+      os.makedirs(self.corrupt_dir, exist_ok=True)
+      shutil.move(path, os.path.join(self.corrupt_dir, f"{step}"))
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"set_aside_{step}")
+    self.manager.close()
+    self._open()

@@ -1,0 +1,101 @@
+"""Where a run's numbers go: TensorBoard events, a JSONL log, a progress display, a PNG of curves.
+
+Only process 0 writes. On a terminal the progress is a tqdm bar with steps/s and ETA; otherwise
+(CI, cluster logs) a plain line every `log_every` steps.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Mapping
+
+import jax
+
+
+class MetricsWriter:
+
+  def __init__(self, workdir: str, total_steps: int, start_step: int = 0):
+    self.workdir = workdir
+    self.active = jax.process_index() == 0
+    self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
+    self.tb_dir = os.path.join(workdir, "tensorboard")
+    self.plot_path = os.path.join(workdir, "curves.png")
+    self.total_steps = total_steps
+    self._bar = None
+    self._tb = None
+    self._t0, self._s0 = time.time(), start_step
+    if not self.active:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    from tensorboardX import SummaryWriter
+    self._tb = SummaryWriter(self.tb_dir)
+    if sys.stderr.isatty():
+      from tqdm import tqdm
+      self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+
+  def write(self, step: int, metrics: Mapping[str, float]) -> None:
+    if not self.active:
+      return
+    record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+    with open(self.jsonl_path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    for k, v in record.items():
+      if k != "step":
+        self._tb.add_scalar(k, v, step)
+    self._tb.flush()
+
+  def progress(self, step: int, metrics: Mapping[str, float]) -> None:
+    if not self.active:
+      return
+    rate = (step - self._s0) / max(time.time() - self._t0, 1e-9)
+    shown = {k.removeprefix("train/").replace("/", "_"): f"{float(v):.4g}"
+             for k, v in metrics.items() if "loss" in k or "acc" in k}
+    if self._bar is not None:
+      self._bar.n = step
+      self._bar.set_postfix(shown, refresh=True)
+    else:
+      eta = (self.total_steps - step) / rate if rate > 0 else float("nan")
+      fields = " ".join(f"{k}={v}" for k, v in shown.items())
+      print(f"step {step}/{self.total_steps}  {rate:.2f} steps/s  eta {eta:.0f}s  {fields}",
+            flush=True)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+    if self._tb is not None:
+      self._tb.close()
+
+  def history(self) -> list[dict]:
+    if not os.path.exists(self.jsonl_path):
+      return []
+    with open(self.jsonl_path) as f:
+      return [json.loads(line) for line in f if line.strip()]
+
+  def plot(self) -> str | None:
+    """Training and evaluation curves, one panel per metric name, saved as PNG."""
+    if not self.active:
+      return None
+    records = self.history()
+    names = sorted({k for r in records for k in r if k != "step"})
+    if not names:
+      return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    groups: dict[str, list[str]] = {}
+    for n in names:
+      groups.setdefault(n.split("/")[-1], []).append(n)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.2), squeeze=False)
+    for ax, (title, members) in zip(axes[0], sorted(groups.items())):
+      for n in members:
+        pts = [(r["step"], r[n]) for r in records if n in r]
+        ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=n)
+      ax.set_title(title)
+      ax.set_xlabel("step")
+      ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(self.plot_path, dpi=110)
+    plt.close(fig)
+    return self.plot_path
