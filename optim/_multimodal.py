@@ -1,0 +1,55 @@
+"""Shared pieces of the multimodal-imbalance transforms: modality groups, step windows, leaf keys.
+
+Epoch windows of the papers become step windows: with `steps_per_epoch = floor(N_train / batch)`
+(drop_last, as every official loader here), the papers' inclusive epoch range `[e0, e1]` is
+`start_step = e0 * steps_per_epoch`, `end_step = (e1 + 1) * steps_per_epoch` (exclusive); a negative
+`end_step` means "never ends".
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from optim import paths
+
+
+def modalities(param_groups: Mapping[str, str], logits: Mapping[str, Any]) -> list[str]:
+  """Sorted names that are both a parameter group and a key of the task's `modality_logits`.
+
+  Sorted because configs (ml_collections) and jit (pytree flattening) both sort dict keys: the
+  official code's (audio, visual) order is the sorted one.
+  """
+  names = sorted(set(param_groups) & set(logits))
+  if len(names) < 2:
+    raise ValueError(f"need >= 2 modalities present in both param_groups {sorted(param_groups)} "
+                     f"and modality_logits {sorted(logits)}")
+  return names
+
+
+def in_window(step, start_step: int, end_step: int):
+  """Bool scalar: `start_step <= step < end_step` (end_step < 0: no end)."""
+  step = jnp.asarray(step)
+  ok = step >= start_step
+  if end_step >= 0:
+    ok = ok & (step < end_step)
+  return ok
+
+
+def leaf_keys(rng: jax.Array, tree: Any) -> Any:
+  """One independent key per leaf, `fold_in(rng, leaf index)` in flattening order (deterministic)."""
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  return jax.tree_util.tree_unflatten(
+      treedef, [jax.random.fold_in(rng, i) for i in range(len(leaves))])
+
+
+def labels(tree: Any, param_groups: Mapping[str, str]) -> Any:
+  """Per-leaf group name (first matching regex of `param_groups`, else 'other')."""
+  return paths.labels(tree, dict(param_groups))
+
+
+def true_class_prob_sum(logits: jax.Array, labels_: jax.Array) -> jax.Array:
+  """`s = sum_i softmax(logits)_i[y_i]` (OGM-GE main.py), float32."""
+  p = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  return jnp.take_along_axis(p, labels_[:, None].astype(jnp.int32), axis=-1).sum()
