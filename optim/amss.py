@@ -98,19 +98,20 @@ def kept_count(n: int, coeff) -> jax.Array:
   return jnp.clip(jnp.ceil(n * jnp.asarray(coeff, jnp.float32)), 0, n).astype(jnp.int32)
 
 
-def sample_without_replacement(key: jax.Array, p: jax.Array, k) -> jax.Array:
-  """Bool [N]: k indices drawn without replacement with probabilities p (Gumbel-top-k)."""
+def sample_without_replacement(gumbel: jax.Array, p: jax.Array, k) -> jax.Array:
+  """Bool [N]: k indices drawn without replacement with probabilities p (Gumbel-top-k), given
+  standard Gumbel noise [N]."""
   logp = jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
-  z = logp + jax.random.gumbel(key, p.shape, jnp.float32)
-  rank = jnp.argsort(jnp.argsort(-z))
+  rank = jnp.argsort(jnp.argsort(-(logp + gumbel)))
   return rank < k
 
 
-def filter_mask(key, g, coeff, plus: bool, bias: float = 0.0) -> jax.Array:
-  """The per-output-filter mask [N] of one kernel gradient (AMSS 0/1 or AMSS+ inverse probability)."""
+def filter_mask(gumbel, g, coeff, plus: bool, bias: float = 0.0) -> jax.Array:
+  """The per-output-filter mask [N] of one kernel gradient (AMSS 0/1 or AMSS+ inverse probability);
+  `gumbel`: standard Gumbel noise [N]."""
   n = g.shape[-1]
   p = importance(g)
-  kept = sample_without_replacement(key, p, kept_count(n, coeff))
+  kept = sample_without_replacement(gumbel, p, kept_count(n, coeff))
   value = 1.0 / (p + 1.0 / n + bias) if plus else jnp.ones_like(p)
   return jnp.where(kept, value, 0.0)
 
@@ -133,16 +134,17 @@ def _amss(param_groups, plus: bool, variant: str, temperature, kernels: str, bia
     if variant == "audio_visual" and modality_features is None:
       raise KeyError("AMSS (audio_visual) needs tx_args['modality_features'] = {modality: [B, D]}")
     coeff = significance(modality_logits, labels, modality_features, names, variant, temperature)
-    group = mm.labels(updates, param_groups)
-    keys = mm.leaf_keys(rng, updates)
-
-    def mask(p, g, label, key):
-      if g.ndim != 4 or label not in names or not pattern.search(path_str(p)):
-        return g
-      m = filter_mask(key, g, coeff[names.index(label)], plus, bias)
-      return (g.astype(jnp.float32) * m).astype(g.dtype)
-
-    return jax.tree_util.tree_map_with_path(mask, updates, group, keys), state
+    flat, treedef = jax.tree_util.tree_flatten_with_path(updates)
+    group = treedef.flatten_up_to(mm.labels(updates, param_groups))
+    chosen = [i for i, ((p, g), l) in enumerate(zip(flat, group))
+              if g.ndim == 4 and l in names and pattern.search(path_str(p))]
+    noise = mm.split_draw(jax.random.gumbel, rng, [(flat[i][1].shape[-1],) for i in chosen])
+    out = [g for _, g in flat]
+    for i, z in zip(chosen, noise):
+      g = out[i]
+      m = filter_mask(z, g, coeff[names.index(group[i])], plus, bias)
+      out[i] = (g.astype(jnp.float32) * m).astype(g.dtype)
+    return jax.tree_util.tree_unflatten(treedef, out), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

@@ -75,23 +75,21 @@ def ogm_ge(*, param_groups: dict[str, str], alpha: float = 0.8, variant: str = "
     scores = jnp.stack([mm.true_class_prob_sum(modality_logits[n], labels) for n in names])
     k = coefficients(scores, alpha, coefficient)
     active = mm.in_window(step, start_step, end_step)
-    group = mm.labels(updates, param_groups)
-    keys = mm.leaf_keys(rng, updates) if variant == "ogm_ge" else None
-
-    def modulate(g, label, key=None):
-      if g.ndim != 4 or label not in names:
-        return g
-      g32 = g.astype(jnp.float32)
-      new = k[names.index(label)] * g32
+    leaves, treedef = jax.tree_util.tree_flatten(updates)
+    group = treedef.flatten_up_to(mm.labels(updates, param_groups))
+    chosen = [i for i, (g, l) in enumerate(zip(leaves, group)) if g.ndim == 4 and l in names]
+    noise = {}
+    if variant == "ogm_ge":
+      noise = dict(zip(chosen, mm.split_draw(jax.random.normal, rng,
+                                             [leaves[i].shape for i in chosen])))
+    out = list(leaves)
+    for i in chosen:
+      g32 = leaves[i].astype(jnp.float32)
+      new = k[names.index(group[i])] * g32
       if variant == "ogm_ge":
-        sigma = jnp.std(g32, ddof=1) + 1e-8
-        new = new + sigma * jax.random.normal(key, g.shape, jnp.float32)
-      return jnp.where(active, new, g32).astype(g.dtype)
-
-    if keys is None:
-      out = jax.tree_util.tree_map(modulate, updates, group)
-    else:
-      out = jax.tree_util.tree_map(modulate, updates, group, keys)
+        new = new + (jnp.std(g32, ddof=1) + 1e-8) * noise[i]
+      out[i] = jnp.where(active, new, g32).astype(leaves[i].dtype)
+    out = jax.tree_util.tree_unflatten(treedef, out)
     return out, state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
