@@ -15,6 +15,7 @@ The flow, top to bottom (see docs/extending.md for the extension points):
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import os
 import sys
@@ -45,12 +46,12 @@ class NonFiniteLossError(FloatingPointError):
 
 def call_with_config(fn: Callable, options: dict, what: str, **fixed):
   """Calls `fn(**fixed, **options)`; an option `fn` does not take fails with the closest names."""
-  params = inspect.signature(fn).parameters
+  target = fn.__init__ if inspect.isclass(fn) else fn
+  params = inspect.signature(target).parameters
   if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-    valid = [n for n in params if n not in fixed]
+    valid = [n for n in params if n not in fixed and n != "self"]
     for key in options:
       if key not in params:
-        import difflib
         close = difflib.get_close_matches(key, valid, n=3)
         raise KeyError(f"Unknown {what} option {key!r}." +
                        (f" Did you mean {', '.join(map(repr, close))}?" if close else "") +

@@ -1,0 +1,224 @@
+"""The trainer's guards and building blocks, in-process (8 CPU devices from conftest)."""
+import glob
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from ml_pipelines import checkpoint as checkpoint_lib
+from ml_pipelines import config as config_lib
+from ml_pipelines import data
+from ml_pipelines import input_pipeline
+from ml_pipelines import sharding
+from ml_pipelines import train
+from optim import chain
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs/classification/digits_cnn.py")
+
+
+def small_config(**overrides):
+  c = config_lib.load(CONFIG)
+  c.model.width, c.model.hidden = 8, 16
+  c.batch_size, c.eval_batch_size = 32, 64
+  c.log_every, c.eval_every, c.checkpoint_every = 5, 0, 10
+  c.total_steps = 20
+  c.optimizer.warmup_steps = 2
+  for k, v in overrides.items():
+    config_lib.override(c, [f"{k}={v!r}"])
+  return c
+
+
+# --- guards -------------------------------------------------------------------------------------
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, capsys):
+  train.train_and_evaluate(small_config(), str(tmp_path))
+  latest = tmp_path / "checkpoints" / "20"
+  files = [f for f in glob.glob(str(latest / "state" / "**" / "*"), recursive=True)
+           if os.path.isfile(f) and os.path.getsize(f) > 0]
+  assert files
+  for f in files:  # truncate every array file of the newest checkpoint
+    with open(f, "r+b") as fh:
+      fh.truncate(os.path.getsize(f) // 3)
+  capsys.readouterr()
+  result = train.train_and_evaluate(small_config(total_steps=25), str(tmp_path))
+  out = capsys.readouterr().out
+  assert f"checkpoint {latest} is unreadable" in out
+  assert "Resumed from step 10" in out
+  assert int(result["state"]["step"]) == 25
+  assert (tmp_path / "corrupt_checkpoints" / "20").is_dir()
+
+
+class _PoisonedDigits:
+  """digits with a NaN image at training position 0 of step 3 (so steps 0-2 are fine)."""
+
+  def __init__(self, ds, bad_index):
+    self.ds, self.bad = ds, bad_index
+
+  def __len__(self):
+    return len(self.ds.source)
+
+  def __getitem__(self, i):
+    ex = dict(self.ds.source[i])
+    if i == self.bad:
+      ex["image"] = np.full_like(ex["image"], np.nan)
+    return ex
+
+
+def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path, monkeypatch):
+  c = small_config(total_steps=30, checkpoint_every=2, log_every=4)
+  real = data.get("digits")(c.data, "train")
+  batches = input_pipeline.TrainBatches(real, c.batch_size, c.seed)
+  bad_index = int(batches.indices(5)[0])
+  poisoned = data.Dataset(_PoisonedDigits(real, bad_index), real.element_spec)
+  monkeypatch.setitem(data._REGISTRY._entries, "digits_poisoned", lambda cfg, split: (
+      poisoned if split == "train" else data.get("digits")(cfg, split)))
+  c.data.name = "digits_poisoned"
+  with pytest.raises(train.NonFiniteLossError) as err:
+    train.train_and_evaluate(c, str(tmp_path))
+  message = str(err.value)
+  assert "at step 5 " in message
+  assert f"last good checkpoint is step 4 in {tmp_path}" in message
+  steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps and max(steps) <= 5
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path))
+  for step in steps:  # every saved state is finite
+    restored = ckpt.manager.restore(step, args=checkpoint_lib.ocp.args.Composite(
+        state=checkpoint_lib.ocp.args.StandardRestore()))["state"]
+    for leaf in jax.tree_util.tree_leaves(restored["params"]):
+      assert np.isfinite(np.asarray(leaf)).all()
+  ckpt.close()
+
+
+def test_unknown_config_keys_name_the_closest_valid_ones(tmp_path):
+  c = config_lib.load(CONFIG)
+  with pytest.raises(KeyError, match="'learning_rate'"):
+    config_lib.override(c, ["optimizer.learnig_rate=0.1"])
+  with pytest.raises(KeyError, match="'total_steps'"):
+    config_lib.override(c, ["total_step=3"])
+  c.totl_steps = 3
+  with pytest.raises(KeyError, match="Did you mean 'total_steps'"):
+    config_lib.check_keys(c)
+  c = small_config()
+  c.model.widht = 3
+  with pytest.raises(KeyError, match="Did you mean 'width'"):
+    train.train_and_evaluate(c, str(tmp_path))
+
+
+def test_incompatible_checkpoint_is_refused_naming_keys(tmp_path):
+  train.train_and_evaluate(small_config(total_steps=10), str(tmp_path))
+  with pytest.raises(checkpoint_lib.IncompatibleCheckpointError,
+                     match=r"model.hidden: checkpoint 16 vs config 32"):
+    train.train_and_evaluate(small_config(total_steps=20, **{"model.hidden": 32}),
+                             str(tmp_path))
+
+
+def test_batch_of_wrong_shape_or_dtype_names_what_was_expected(tmp_path, monkeypatch):
+  real = data.get("digits")(None, "train")
+  wrong = data.Dataset(data.ArraySource({"image": real.source.arrays["image"][:, :7],
+                                         "label": real.source.arrays["label"]}),
+                       real.element_spec)
+  monkeypatch.setitem(data._REGISTRY._entries, "digits_cropped", lambda cfg, split: wrong)
+  c = small_config()
+  c.data.name = "digits_cropped"
+  with pytest.raises(ValueError, match=r"'image' has shape \(32, 7, 8, 1\).*expected shape "
+                                       r"\(32, 8, 8, 1\) dtype float32"):
+    train.train_and_evaluate(c, str(tmp_path))
+  batch = {"image": np.zeros((4, 8, 8, 1), np.float64), "label": np.zeros((4,), np.int32)}
+  with pytest.raises(ValueError, match="dtype float64; expected shape .* dtype float32"):
+    input_pipeline.check_batch(batch, real.element_spec, 4)
+
+
+def test_missing_dataset_directory_names_path_and_prepare_command(tmp_path):
+  cfg = ml_collections.ConfigDict({"data_dir": str(tmp_path / "nowhere")})
+  with pytest.raises(FileNotFoundError) as err:
+    data.get("cifar10")(cfg, "train")
+  assert str(tmp_path / "nowhere") in str(err.value)
+  assert "download_and_prepare" in str(err.value)
+  from ml_pipelines.data import records
+  with pytest.raises(FileNotFoundError, match="python -m prep"):
+    records.RecordSource(str(tmp_path / "none"), "train", prepare_hint="python -m prep")
+
+
+# --- building blocks ----------------------------------------------------------------------------
+def test_reference_task_reaches_sensible_accuracy(tmp_path):
+  c = config_lib.load(CONFIG)
+  c.total_steps, c.eval_every, c.checkpoint_every = 300, 300, 300
+  result = train.train_and_evaluate(c, str(tmp_path))
+  assert result["eval/accuracy"] > 0.95
+  assert os.path.getsize(tmp_path / "curves.png") > 10_000
+  assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+  lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert any('"eval/accuracy"' in line for line in lines)
+
+
+def test_evaluation_sees_every_example_exactly_once():
+  ds = data.Dataset(data.ArraySource({"x": np.arange(10, dtype=np.float32)}),
+                    {"x": ((), np.float32)})
+  batches = list(input_pipeline.eval_batches(ds, 4))
+  assert len(batches) == 3
+  seen = np.concatenate([b["index"][b["mask"]] for b in batches])
+  np.testing.assert_array_equal(seen, np.arange(10))
+  assert batches[-1]["mask"].tolist() == [True, True, False, False]
+
+
+def test_process_slices_of_a_training_batch_reassemble_the_global_batch():
+  ds = data.Dataset(data.ArraySource({"x": np.arange(50, dtype=np.float32)}),
+                    {"x": ((), np.float32)})
+  whole = input_pipeline.TrainBatches(ds, 8, seed=3)
+  parts = [input_pipeline.TrainBatches(ds, 8, seed=3, process_index=p, process_count=2)
+           for p in range(2)]
+  for step in (0, 5, 6, 13):  # 6 steps per epoch: crosses an epoch boundary
+    np.testing.assert_array_equal(whole.indices(step),
+                                  np.concatenate([p.indices(step) for p in parts]))
+  epoch0 = np.concatenate([whole.indices(s) for s in range(6)])
+  assert len(set(epoch0.tolist())) == 48  # no repeats within an epoch
+
+
+def test_sharding_rules():
+  mesh = sharding.build_mesh({"data": 2, "fsdp": 2, "model": 2})
+  tree = {"enc": {"kernel": np.zeros((3, 6, 4)), "bias": np.zeros((5,))},
+          "head": {"kernel": np.zeros((4, 8))}}
+  sh = sharding.tree_shardings(tree, (("head/kernel", (None, "model")), ("kernel$", "fsdp")),
+                               mesh)
+  assert sh["enc"]["kernel"].spec == jax.sharding.PartitionSpec(None, "fsdp", None)
+  assert sh["enc"]["bias"].spec == jax.sharding.PartitionSpec()
+  assert sh["head"]["kernel"].spec == jax.sharding.PartitionSpec(None, "model")
+  with pytest.raises(ValueError, match=r"dimension 5 of 'enc/bias' \(shape \(5,\)\) does not "
+                                       r"divide by mesh axes model of size 2"):
+    sharding.tree_shardings(tree, (("bias", ("model",)),), mesh)
+  assert dict(sharding.build_mesh({"data": -1, "fsdp": 4, "model": 1}).shape) == {
+      "data": 2, "fsdp": 4, "model": 1}
+  with pytest.raises(ValueError, match="do not divide"):
+    sharding.build_mesh({"data": -1, "fsdp": 3, "model": 1})
+
+
+def test_optimizer_chain_matches_pytorch_style_updates():
+  params = {"conv": {"kernel": np.array([1.0, -2.0], np.float32)},
+            "head": {"bias": np.array([0.5], np.float32)}}
+  grads = {"conv": {"kernel": np.array([0.1, 0.2], np.float32)},
+           "head": {"bias": np.array([-0.3], np.float32)}}
+  c = ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.1, momentum=0.9,
+                                     weight_decay=0.01, weight_decay_mask="kernel$",
+                                     freeze="head/", transforms=()))
+  tx = chain.build_chain(c, total_steps=10)
+  state = tx.init(params)
+  p, buf = dict(params), None
+  for _ in range(2):  # torch.optim.SGD: g += wd*w; buf = m*buf + g; w -= lr*buf
+    updates, state = tx.update(grads, state, params)
+    g = grads["conv"]["kernel"] + 0.01 * params["conv"]["kernel"]
+    buf = g if buf is None else 0.9 * buf + g
+    params = optax.apply_updates(params, updates)
+    np.testing.assert_allclose(params["conv"]["kernel"], p["conv"]["kernel"] - 0.1 * buf,
+                               rtol=1e-6)
+    p = params
+  np.testing.assert_array_equal(params["head"]["bias"], [0.5])  # frozen
+  c = ml_collections.ConfigDict(dict(name="adamw", learning_rate=0.1, weight_decay=0.5,
+                                     b1=0.9, b2=0.999, eps=1e-8, transforms=()))
+  tx = chain.build_chain(c, total_steps=10)
+  w = np.array([2.0], np.float32)
+  updates, _ = tx.update({"w": np.array([0.4], np.float32)}, tx.init({"w": w}), {"w": w})
+  # First AdamW step: m^/sqrt(v^) = sign(g) -> w - lr*(1 + wd*w)
+  np.testing.assert_allclose(w + updates["w"], w - 0.1 * (1.0 + 0.5 * w), rtol=1e-5)
