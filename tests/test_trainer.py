@@ -222,3 +222,19 @@ def test_optimizer_chain_matches_pytorch_style_updates():
   updates, _ = tx.update({"w": np.array([0.4], np.float32)}, tx.init({"w": w}), {"w": w})
   # First AdamW step: m^/sqrt(v^) = sign(g) -> w - lr*(1 + wd*w)
   np.testing.assert_allclose(w + updates["w"], w - 0.1 * (1.0 + 0.5 * w), rtol=1e-5)
+
+
+def test_checkpointer_keeps_last_n_and_every_kth(tmp_path):
+  cfg = small_config()
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), keep=2, keep_period=4)
+  for step in range(1, 11):
+    ckpt.save(step, {"w": np.full((2,), step, np.float32)}, {"next_index": step}, cfg)
+  ckpt.wait()
+  assert sorted(ckpt.manager.all_steps()) == [4, 8, 9, 10]
+  abstract = {"w": jax.ShapeDtypeStruct((2,), np.float32,
+                                        sharding=sharding.replicated(sharding.build_mesh(
+                                            {"data": -1})))}
+  restored = ckpt.restore_latest(abstract, cfg)
+  assert restored.step == 10 and restored.data_state == {"next_index": 10}
+  np.testing.assert_array_equal(np.asarray(restored.state["w"]), [10.0, 10.0])
+  ckpt.close()
