@@ -32,10 +32,7 @@ def modalities(param_groups: Mapping[str, str], logits: Mapping[str, Any]) -> li
 def in_window(step, start_step: int, end_step: int):
   """Bool scalar: `start_step <= step < end_step` (end_step < 0: no end)."""
   step = jnp.asarray(step)
-  ok = step >= start_step
-  if end_step >= 0:
-    ok = ok & (step < end_step)
-  return ok
+  return (step >= start_step) & ((jnp.asarray(end_step) < 0) | (step < end_step))
 
 
 def split_draw(sample, rng: jax.Array, shapes: list[tuple[int, ...]]) -> list[jax.Array]:

@@ -170,7 +170,7 @@ def mie(*, param_groups: dict[str, str], stage_steps, rho: float = 1e-10,
     out = jax.tree_util.tree_map_with_path(project, mixed)
 
     # Accumulate the current modality's input second moments over the collection window.
-    collect = step >= end - collect_steps if collect_steps > 0 else True
+    collect = (jnp.asarray(collect_steps) <= 0) | (step >= end - collect_steps)
     moments = {}
     for q, lab, _ in kernels:
       x = mie_inputs[q].astype(jnp.float32)

@@ -1,0 +1,100 @@
+"""The optax contract of every multimodal transform: jit, inject_hyperparams, dtypes, and state shape
+and sharding kept through an update on the 8-device CPU mesh (tests/conftest.py)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+import optim
+from ml_pipelines import sharding
+
+GROUPS = {"audio": "^audio_", "visual": "^visual_"}
+B, C = 8, 6
+
+# name -> (options, hyperparameters injected through optax.inject_hyperparams)
+CASES = {
+    "ogm_ge": ({"alpha": 0.8, "end_step": 100}, ("alpha",)),
+    "amss": ({"temperature": 0.2}, ("temperature",)),
+    "amss_plus": ({"temperature": 0.2, "bias": 0.1}, ("temperature", "bias")),
+    "sam": ({"rho": 0.05, "groups": "audio", "normalize": "group"}, ("rho",)),
+    "mie": ({"stage_steps": "1,2", "rho": 0.01, "flat_ratio": 0.3, "tau": 0.4}, ("rho", "flat_ratio", "tau")),
+    "agm": ({"alpha": 0.1, "momentum": 0.9}, ("alpha",)),
+    "mmpareto": ({}, ()),
+}
+
+
+def tree(dtype):
+  r = np.random.default_rng(0)
+  f = lambda *s: jnp.asarray(r.normal(size=s), dtype)
+  return {"audio_encoder": {"conv1": {"kernel": f(3, 3, 1, 8)},
+                            "layer1": {"0": {"conv1": {"kernel": f(3, 3, 8, 8)}}},
+                            "bn1": {"scale": f(8)}},
+          "audio_head": {"fc1": {"kernel": f(8, 4)}},
+          "visual_encoder": {"conv1": {"kernel": f(3, 3, 3, 8)},
+                             "layer1": {"0": {"conv1": {"kernel": f(3, 3, 8, 8)}}}},
+          "visual_head": {"fc1": {"kernel": f(8, 4)}},
+          "fusion": {"fc_out": {"kernel": f(16, C)}}}
+
+
+def extra_args(dtype):
+  r = np.random.default_rng(1)
+  f = lambda *s: jnp.asarray(r.normal(size=s), dtype)
+  return dict(
+      modality_logits={"audio": f(B, C), "visual": f(B, C) * 3},
+      labels=jnp.asarray(r.integers(0, C, size=B), jnp.int32),
+      modality_features={"audio": f(B, 16), "visual": f(B, 16)},
+      mie_inputs={"audio_head/fc1/kernel": f(8), "visual_head/fc1/kernel": f(8)},
+      modality_grads=None,
+      grad_fn=lambda w: jax.tree_util.tree_map(lambda x: 2 * x, w),
+      rng=jax.random.PRNGKey(0))
+
+
+def shard(tree_, mesh):
+  def put(x):
+    spec = P(None, None, None, "data") if x.ndim == 4 else P()
+    return jax.device_put(x, NamedSharding(mesh, spec))
+  return jax.tree_util.tree_map(put, tree_)
+
+
+def _extra(name, dtype, params):
+  ex = extra_args(dtype)
+  if name == "mmpareto":  # per-modality unimodal-loss gradients, as the task supplies them
+    ex["modality_grads"] = {m: jax.tree_util.tree_map(lambda x: 0.5 * x, params) for m in GROUPS}
+  else:
+    del ex["modality_grads"]
+  return ex
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_contract(name, dtype):
+  opts, hypers = CASES[name]
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  params = shard(tree(dtype), mesh)
+  grads = shard(jax.tree_util.tree_map(lambda x: (0.1 * x + 0.01).astype(dtype), tree(dtype)), mesh)
+  factory = optim.get(name)
+  inner = (optax.inject_hyperparams(factory, static_args=tuple(k for k in opts if k not in hypers)
+                                    + ("param_groups",))
+           if hypers and dtype == jnp.float32 else factory)
+  tx = optax.chain(inner(param_groups=GROUPS, **opts), optax.sgd(0.1, momentum=0.9))
+  extra = _extra(name, dtype, params)
+  # Placed as the trainer places it: a leaf mirroring a parameter follows it, the rest is replicated.
+  shapes = jax.eval_shape(tx.init, params)
+  param_sh = jax.tree_util.tree_map(lambda x: x.sharding, params)
+  state0 = jax.jit(tx.init, out_shardings=sharding.follow_params(shapes, params, param_sh, mesh))(
+      params)
+  step = jax.jit(lambda g, s, p, st: tx.update(g, s, p, step=st, **extra))
+  state = state0
+  for i in range(2):
+    updates, state = step(grads, state, params, jnp.int32(i))
+  for p, g, u in zip(*(jax.tree_util.tree_leaves(t) for t in (params, grads, updates))):
+    assert u.dtype == g.dtype and u.shape == g.shape
+    assert np.all(np.isfinite(np.asarray(u, np.float32)))
+  for a, b in zip(jax.tree_util.tree_leaves(state0), jax.tree_util.tree_leaves(state)):
+    assert a.shape == b.shape and a.dtype == b.dtype
+    if hasattr(a, "sharding"):
+      assert b.sharding.is_equivalent_to(a.sharding, a.ndim), (name, a.shape, a.sharding, b.sharding)
+  if hypers and dtype == jnp.float32:
+    assert set(hypers) <= set(state[0].hyperparams)
