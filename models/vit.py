@@ -1,0 +1,119 @@
+"""Vision Transformer ViT-B/16 and ViT-L/16 (Dosovitskiy et al. 2021, "An Image is Worth 16x16
+Words", Eq. 1-4), pre-norm blocks, class-token pooling; timm `vision_transformer` layout and names
+(`patch_embed/proj`, `cls_token`, `pos_embed`, `blocks/i/{norm1,attn/qkv,attn/proj,norm2,mlp/fc1,
+mlp/fc2}`, `norm`, `head`) so timm state dicts convert one to one (`models.convert`). NHWC inputs.
+
+`model(x)` gives logits (or the class-token feature when `num_classes=None`); `model.features(x)`
+the normalised patch tokens as a map [B, H/16, W/16, D].
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+import models
+from models._vision_layers import conv, drop_path, gelu, layer_norm, linear, trunc_normal_init
+
+VARIANTS = {  # name: (embed_dim, depth, num_heads)
+    "vit_b16": (768, 12, 12),
+    "vit_l16": (1024, 24, 16),
+}
+
+
+class Attention(nnx.Module):
+  def __init__(self, dim, num_heads, *, dtype, rngs):
+    self.num_heads = num_heads
+    self.qkv = linear(dim, 3 * dim, init="trunc", dtype=dtype, rngs=rngs)
+    self.proj = linear(dim, dim, init="trunc", dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    b, n, c = x.shape
+    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
+    out = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
+    return self.proj(out.reshape(b, n, c))
+
+
+class Mlp(nnx.Module):
+  def __init__(self, dim, hidden, *, dtype, rngs):
+    self.fc1 = linear(dim, hidden, init="trunc", dtype=dtype, rngs=rngs)
+    self.fc2 = linear(hidden, dim, init="trunc", dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    return self.fc2(gelu(self.fc1(x)))
+
+
+class Block(nnx.Module):
+  def __init__(self, dim, num_heads, mlp_ratio, dpr, *, dtype, rngs):
+    self.norm1 = layer_norm(dim, eps=1e-6, dtype=dtype, rngs=rngs)
+    self.attn = Attention(dim, num_heads, dtype=dtype, rngs=rngs)
+    self.norm2 = layer_norm(dim, eps=1e-6, dtype=dtype, rngs=rngs)
+    self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
+    self.drop_path = drop_path(dpr, 3, rngs=rngs)
+
+  def __call__(self, x):
+    x = x + self.drop_path(self.attn(self.norm1(x)))
+    return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchEmbed(nnx.Module):
+  def __init__(self, in_channels, dim, patch, *, dtype, rngs):
+    self.proj = conv(in_channels, dim, patch, patch, padding=0, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    return self.proj(x)
+
+
+class ViT(nnx.Module):
+  """ViT: patchify conv, [cls] + patches + learned position embedding, pre-norm blocks, LN, head.
+
+  drop_path: maximum stochastic-depth rate (linear over blocks); remat: per-block rematerialisation.
+  """
+
+  def __init__(self, embed_dim=768, depth=12, num_heads=12, *, patch_size: int = 16,
+               img_size: int = 224, in_channels: int = 3, num_classes: int | None = 1000,
+               mlp_ratio: float = 4.0, drop_path: float = 0.1, dtype=jnp.float32,
+               remat: bool = False, rngs: nnx.Rngs):
+    self.dtype, self.remat = dtype, remat
+    self.patch_embed = PatchEmbed(in_channels, embed_dim, patch_size, dtype=dtype, rngs=rngs)
+    n = (img_size // patch_size) ** 2
+    self.cls_token = nnx.Param(1e-6 * jax.random.normal(rngs.params(), (1, 1, embed_dim)))
+    self.pos_embed = nnx.Param(trunc_normal_init(0.02)(rngs.params(), (1, n + 1, embed_dim)))
+    dpr = np.linspace(0.0, drop_path, depth).tolist()
+    self.blocks = nnx.List([Block(embed_dim, num_heads, mlp_ratio, dpr[i], dtype=dtype, rngs=rngs)
+                            for i in range(depth)])
+    self.norm = layer_norm(embed_dim, eps=1e-6, dtype=dtype, rngs=rngs)
+    self.num_features = embed_dim
+    self.head = (linear(embed_dim, num_classes, init="trunc", dtype=dtype, rngs=rngs)
+                 if num_classes else None)
+
+  def _tokens(self, x):
+    x = self.patch_embed(x.astype(self.dtype))
+    b, h, w, c = x.shape
+    cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (b, 1, c))
+    x = jnp.concatenate([cls, x.reshape(b, h * w, c)], axis=1) + self.pos_embed[...].astype(x.dtype)
+    for blk in self.blocks:
+      x = nnx.remat(lambda m, t: m(t))(blk, x) if self.remat else blk(x)
+    return self.norm(x), (h, w)
+
+  def features(self, x):
+    t, (h, w) = self._tokens(x)
+    return t[:, 1:].reshape(t.shape[0], h, w, -1)
+
+  def __call__(self, x):
+    t, _ = self._tokens(x)
+    return self.head(t[:, 0]) if self.head is not None else t[:, 0]
+
+
+def _factory(name):
+  dim, depth, heads = VARIANTS[name]
+
+  def build(*, rngs: nnx.Rngs, **kw) -> ViT:
+    return ViT(**{"embed_dim": dim, "depth": depth, "num_heads": heads, **kw}, rngs=rngs)
+  build.__doc__ = f"{name}: ViT, width {dim}, depth {depth}, {heads} heads, patch 16."
+  return build
+
+
+for _name in VARIANTS:
+  models.register(_name, _factory(_name))
