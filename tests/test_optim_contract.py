@@ -20,8 +20,8 @@ CASES = {
     "amss_plus": ({"temperature": 0.2, "bias": 0.1}, ("temperature", "bias")),
     "sam": ({"rho": 0.05, "groups": "audio", "normalize": "group"}, ("rho",)),
     "mie": ({"stage_steps": "1,2", "rho": 0.01, "flat_ratio": 0.3, "tau": 0.4}, ("rho", "flat_ratio", "tau")),
-    "agm": ({"alpha": 0.1, "momentum": 0.9}, ("alpha",)),
-    "mmpareto": ({}, ()),
+    "agm": ({"alpha": 0.1, "end_step": 100}, ("alpha",)),
+    "mmpareto": ({"gamma": 1.5}, ("gamma",)),
 }
 
 
