@@ -3,10 +3,10 @@
 official code GeWu-Lab/MMPareto_ICML2024, code/MMPareto.py and min_norm_solvers.py).
 
 The task's loss is `L_mm + sum_u L_u` (fused CE plus each modality's unimodal CE), so the incoming
-gradient of encoder u is `g = g_mm + g_u`. The task passes each unimodal loss's gradient in
-`tx_args["modality_grads"] = {u: grads of L_u}` (a params-shaped tree, or one holding at least u's
-group; computed with `jax.lax.stop_gradient(jax.grad(L_u)(params))` inside its loss). For each
-modality group u (flattened over the whole group, as the code's `concat`):
+gradient of encoder u is `g = g_mm + g_u`. The task names the unimodal losses in `aux["grad_terms"]`
+= {u: L_u}, keyed by the modality's param-group name; the trainer passes their gradients as
+`term_grads` = {u: params-shaped grads of L_u} (docs/extending.md). For each modality group u
+(flattened over the whole group, as the code's `concat`):
   g_mm = g - g_u;  if cos(g_mm, g_u) > 0: (w_mm, w_u) = (0.5, 0.5)
   else MGDA min-norm of two (min_norm_solvers `_min_norm_element_from2`):
      w_mm = 0.999 if <g_mm,g_u> >= |g_mm|^2; 0.001 if <g_mm,g_u> >= |g_u|^2;
@@ -38,20 +38,20 @@ def pareto_weights(mm_sq, uni_sq, dot) -> tuple[jax.Array, jax.Array]:
 @optim.register("mmpareto")
 def mmpareto(*, param_groups: dict[str, str], gamma: float = 1.5
              ) -> optax.GradientTransformationExtraArgs:
-  """MMPareto; needs `modality_grads` {modality: unimodal-loss grads} in the extra args."""
+  """MMPareto; needs `term_grads` {modality: unimodal-loss grads} in the extra args."""
 
   def init_fn(params):
     del params
     return optax.EmptyState()
 
-  def update_fn(updates, state, params=None, *, modality_grads, **extra_args):
+  def update_fn(updates, state, params=None, *, term_grads, **extra_args):
     del params, extra_args
-    names = sorted(set(param_groups) & set(modality_grads))
+    names = sorted(set(param_groups) & set(term_grads))
     flat, treedef = jax.tree_util.tree_flatten_with_path(updates)
     group = treedef.flatten_up_to(mm.labels(updates, param_groups))
     uni = {}
     for m in names:
-      by_path = {path_str(p): x for p, x in jax.tree_util.tree_flatten_with_path(modality_grads[m])[0]}
+      by_path = {path_str(p): x for p, x in jax.tree_util.tree_flatten_with_path(term_grads[m])[0]}
       uni[m] = by_path
     out = [g for _, g in flat]
     for m in names:

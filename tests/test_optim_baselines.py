@@ -86,10 +86,10 @@ def test_mmpareto_matches_numpy(sign):
   g_mm = jax.tree_util.tree_map(lambda x: sign * 0.7 * x, tree(1))  # aligned or opposed
   g_mm = jax.tree_util.tree_map(lambda a, n: a + 0.3 * n, g_mm, tree(2))
   g_tot = jax.tree_util.tree_map(lambda a, b: a + b, g_mm, g_uni)
-  modality_grads = {"audio": g_uni, "visual": g_uni}
+  term_grads = {"audio": g_uni, "visual": g_uni}
   tx = optim.get("mmpareto")(param_groups={"audio": "^audio_", "visual": "^visual_"})
-  out = jax.jit(lambda g, mg: tx.update(g, tx.init(g), None, modality_grads=mg)[0])(g_tot,
-                                                                                    modality_grads)
+  out = jax.jit(lambda g, mg: tx.update(g, tx.init(g), None, term_grads=mg)[0])(g_tot,
+                                                                                    term_grads)
   for m in ("audio", "visual"):
     keys = [("conv", "kernel"), ("bn", "scale")]
     t = [np.asarray(g_tot[f"{m}_encoder"][a][b], np.float64) for a, b in keys]

@@ -46,7 +46,7 @@ def extra_args(dtype):
       labels=jnp.asarray(r.integers(0, C, size=B), jnp.int32),
       modality_features={"audio": f(B, 16), "visual": f(B, 16)},
       mie_inputs={"audio_head/fc1/kernel": f(8), "visual_head/fc1/kernel": f(8)},
-      modality_grads=None,
+      term_grads=None,
       grad_fn=lambda w: jax.tree_util.tree_map(lambda x: 2 * x, w),
       rng=jax.random.PRNGKey(0))
 
@@ -61,9 +61,9 @@ def shard(tree_, mesh):
 def _extra(name, dtype, params):
   ex = extra_args(dtype)
   if name == "mmpareto":  # per-modality unimodal-loss gradients, as the task supplies them
-    ex["modality_grads"] = {m: jax.tree_util.tree_map(lambda x: 0.5 * x, params) for m in GROUPS}
+    ex["term_grads"] = {m: jax.tree_util.tree_map(lambda x: 0.5 * x, params) for m in GROUPS}
   else:
-    del ex["modality_grads"]
+    del ex["term_grads"]
   return ex
 
 

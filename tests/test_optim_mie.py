@@ -87,8 +87,9 @@ def test_flat_loss_mix_perturbs_current_modality_per_tensor():
   zeros = {f"{m}_head/fc1/kernel": jnp.zeros(4) for m in GROUPS} | {
       f"{m}_head/fc2/kernel": jnp.zeros(3) for m in GROUPS}
   grad_fn = lambda w: jax.tree_util.tree_map(lambda x: 2.0 * x, w)  # L = ||w||^2
-  out, _ = tx.update(grads, tx.init(params), params, grad_fn=grad_fn, step=jnp.int32(6),
-                     mie_inputs=zeros)  # stage 1: visual; P = projector(0) = I
+  out, _ = jax.jit(lambda g, p: tx.update(g, tx.init(p), p, grad_fn=grad_fn, step=jnp.int32(6),
+                                           mie_inputs=zeros))(grads, params)
+  # (stage 1 trains visual; P = projector(0) = I)
   for p, u in jax.tree_util.tree_flatten_with_path(out)[0]:
     k = optim.paths.path_str(p)
     get = lambda t: np.asarray([x for q, x in jax.tree_util.tree_flatten_with_path(t)[0]
