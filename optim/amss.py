@@ -1,4 +1,4 @@
-"""AMSS / AMSS+: adaptive masking of subnetworks by modal significance (Jiang et al., "Learning to
+r"""AMSS / AMSS+: adaptive masking of subnetworks by modal significance (Jiang et al., "Learning to
 Rebalance Multi-Modal Optimization by Adaptively Masking Subnetworks", TPAMI 2025, arXiv 2404.08347;
 official code njustkmg/TPAMI-AMSS, AMSS/train_test.py and AMSS_IT/train_test_IT.py).
 
@@ -16,7 +16,8 @@ sorted modality names:
   `score_m + H_Y + 0.5 <= 0` for either modality both are 0.5.
 Masking, per selected kernel of modality m (4-D, in m's group, path matching `kernels`; the code's
 `'layer' in name and 'conv' in name`, i.e. layer1..layer4 convs, no stem, no downsample), one decision
-per output filter i (last axis of a Flax HWIO kernel):
+per output filter i (last axis of a Flax HWIO kernel). The default `kernels` regex
+`layer\d+/\d+/conv\d` picks `layer1/0/conv1/kernel` but not `layer1/0/downsample_conv/kernel`:
   gn_i = sum_{h,w,c} g^2,  p_i = gn_i / sum_j gn_j   (uniform when all are zero)
   keep k = ceil(N * coeff_m) filters sampled without replacement with probabilities p
   (Gumbel-top-k, the same law as `torch.multinomial(p, k, replacement=False)`)
@@ -151,7 +152,7 @@ def _amss(param_groups, plus: bool, variant: str, temperature, kernels: str, bia
 
 @optim.register("amss")
 def amss(*, param_groups: dict[str, str], variant: str = "audio_visual",
-         temperature: float | None = None, kernels: str = r"layer\d+/.*conv"
+         temperature: float | None = None, kernels: str = r"layer\d+/\d+/conv\d"
          ) -> optax.GradientTransformationExtraArgs:
   """AMSS: 0/1 masks on the sampled output filters of each modality's layer convs."""
   return _amss(param_groups, False, variant, temperature, kernels, 0.0)
@@ -159,7 +160,7 @@ def amss(*, param_groups: dict[str, str], variant: str = "audio_visual",
 
 @optim.register("amss_plus")
 def amss_plus(*, param_groups: dict[str, str], variant: str = "audio_visual",
-              temperature: float | None = None, kernels: str = r"layer\d+/.*conv",
+              temperature: float | None = None, kernels: str = r"layer\d+/\d+/conv\d",
               bias: float = 0.0) -> optax.GradientTransformationExtraArgs:
   """AMSS+: smoothed inverse-probability masks `1 / (p_i + 1/N + bias)` on the sampled filters."""
   return _amss(param_groups, True, variant, temperature, kernels, bias)

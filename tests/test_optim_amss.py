@@ -144,7 +144,7 @@ def conv_tree(seed=0):
       "audio_encoder": {"conv1": {"kernel": f(3, 3, 1, 8)}, "bn1": {"scale": f(8)},
                         "layer1": {"0": {"conv1": {"kernel": f(3, 3, 8, 8)},
                                          "conv2": {"kernel": f(3, 3, 8, 8)},
-                                         "downsample": {"kernel": f(1, 1, 8, 8)}}}},
+                                         "downsample_conv": {"kernel": f(1, 1, 8, 8)}}}},
       "visual_encoder": {"conv1": {"kernel": f(3, 3, 3, 8)},
                          "layer2": {"0": {"conv1": {"kernel": f(3, 3, 8, 16)}}}},
       "fusion": {"fc_out": {"kernel": f(16, 6)}},
