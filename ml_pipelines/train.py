@@ -202,14 +202,26 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       loss, aux = task.loss(model, batch, rng, state["extra"], step)
       return loss, (aux, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param))))
 
-    (loss, (aux, new_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state["params"], rest)
+    # One forward pass; the total loss and each named term in aux["grad_terms"] get their own
+    # backward pass through the same VJP (MMPareto-style methods need per-term gradients).
+    def outputs(params):
+      loss, (aux, new_rest) = loss_fn(params, rest)
+      return (loss, aux.get("grad_terms", {})), (aux, new_rest)
+
+    (loss, terms), vjp_fn, (aux, new_rest) = jax.vjp(outputs, state["params"], has_aux=True)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, terms)
+    (grads,) = vjp_fn((jnp.ones_like(loss), zeros))
+    extra_args = dict(aux.get("tx_args", {}))
+    if terms:
+      extra_args["term_grads"] = {
+          name: vjp_fn((jnp.zeros_like(loss), {**zeros, name: jnp.ones_like(t)}))[0]
+          for name, t in terms.items()}
 
     def grad_fn(params):  # same batch, same RNG, batch statistics left as they were
       return jax.grad(lambda p: loss_fn(p, rest)[0])(params)
 
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"], grad_fn=grad_fn,
-                                   step=step, rng=rng, **aux.get("tx_args", {}))
+                                   step=step, rng=rng, **extra_args)
     new = {"params": optax.apply_updates(state["params"], updates),
            "rest": _store_keys(new_rest), "opt_state": opt_state,
            "extra": aux.get("extra", state["extra"])}

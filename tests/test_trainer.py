@@ -238,3 +238,41 @@ def test_checkpointer_keeps_last_n_and_every_kth(tmp_path):
   assert restored.step == 10 and restored.data_state == {"next_index": 10}
   np.testing.assert_array_equal(np.asarray(restored.state["w"]), [10.0, 10.0])
   ckpt.close()
+
+
+def test_named_loss_terms_get_their_own_gradients(tmp_path, monkeypatch):
+  """A task naming `grad_terms` makes the trainer pass `term_grads`; check them against jax.grad."""
+  import jax.numpy as jnp
+  import optim
+  from flax import nnx
+  from ml_pipelines import tasks
+  seen = {}
+
+  class TwoTerms(tasks.get("classification")):
+    def loss(self, model, batch, rng, extra, step):
+      logits = model(batch["image"])
+      a = jnp.mean(logits[:, 0] ** 2)
+      b = jnp.mean(jnp.sin(logits[:, 1]))
+      return a + 2 * b, {"grad_terms": {"a": a, "b": b}}
+
+  def recorder(*, param_groups):
+    def update(updates, state, params=None, *, term_grads, **extra):
+      diff = jax.tree_util.tree_map(lambda g, ga, gb: jnp.max(jnp.abs(g - ga - 2 * gb)),
+                                    updates, term_grads["a"], term_grads["b"])
+      jax.debug.callback(lambda d, n: seen.update(diff=float(d), norm_b=float(n)),
+                         jnp.max(jnp.stack(jax.tree_util.tree_leaves(diff))),
+                         optax.tree.norm(term_grads["b"]))
+      return updates, state
+    return optax.GradientTransformationExtraArgs(lambda p: optax.EmptyState(), update)
+
+  monkeypatch.setitem(tasks._REGISTRY._entries, "two_terms", TwoTerms)
+  monkeypatch.setitem(optim._REGISTRY._entries, "recorder", recorder)
+  c = small_config(total_steps=1, checkpoint_every=0, **{"model.dropout": 0.0})
+  c.task.name = "two_terms"
+  c.optimizer.transforms = ("recorder",)
+  c.optimizer.clip_grad_norm = None  # the recorder must see the raw total gradient
+  seen.clear()
+  train.train_and_evaluate(c, str(tmp_path))
+  # The total gradient equals grad(a) + 2 grad(b), and grad(b) is not trivially zero.
+  assert seen["diff"] < 1e-5
+  assert seen["norm_b"] > 1e-4
