@@ -176,18 +176,19 @@ def sami_loss(u: jax.Array, labels: jax.Array, num_blocks: int, radius: int) -> 
 # --- MCH ----------------------------------------------------------------------------------------
 def selection_reward(codes: jax.Array, keep: jax.Array, db_codes: jax.Array, s: jax.Array,
                      radius: int, cost: float) -> jax.Array:
-  """MCH reward of a code selection [our form; the paper's reward was not available]: precision of
-  the union of the Hamming balls of radius `radius` around the kept codes, minus `cost` per kept
-  code (each kept code costs one ball of bucket probes).
+  """MCH reward of a code selection [our form; the paper's reward was not available]: recall of the
+  union of the Hamming balls of radius `radius` around the kept codes (relevant items found / all
+  relevant items, 0 when there are none), minus `cost` per kept code -- each kept code costs one
+  ball of bucket probes, so the policy trades recall against search cost.
 
   codes: [B, R, c] in {-1, +1}; keep: [B, R] bool; db_codes: [N, c] in {-1, +1}; s: [B, N] similarity.
   Returns [B]."""
   c = codes.shape[-1]
   dist = (c - jnp.einsum("brc,nc->brn", codes, db_codes)) / 2.0
   hit = jnp.any((dist <= radius) & keep[..., None], axis=1)  # [B, N]
-  found = jnp.sum(hit, -1)
-  precision = jnp.where(found > 0, jnp.sum(hit * s, -1) / jnp.maximum(found, 1), 0.0)
-  return precision - cost * jnp.sum(keep, -1)
+  relevant = jnp.sum(s, -1)
+  recall = jnp.sum(hit * s, -1) / jnp.maximum(relevant, 1.0)
+  return recall - cost * jnp.sum(keep, -1)
 
 
 def reinforce_loss(logits: jax.Array, actions: jax.Array, reward: jax.Array) -> jax.Array:

@@ -174,8 +174,10 @@ def test_selection_reward_and_reinforce():
   # code 0 ball (r=1): db 0 (d=1); code 1 ball: db 1 (d=1), db 3 (d=0)
   only_first = hl.selection_reward(codes, np.array([[True, False]]), db, s, 1, 0.1)
   both = hl.selection_reward(codes, np.array([[True, True]]), db, s, 1, 0.1)
-  np.testing.assert_allclose(np.asarray(only_first), [1.0 - 0.1])
-  np.testing.assert_allclose(np.asarray(both), [2 / 3 - 0.2], rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(only_first), [1 / 3 - 0.1], rtol=1e-6)  # found {0} of {0,2,3}
+  np.testing.assert_allclose(np.asarray(both), [2 / 3 - 0.2], rtol=1e-6)  # found {0,1,3}
+  none_relevant = hl.selection_reward(codes, np.array([[True, True]]), db, 0 * s, 1, 0.1)
+  np.testing.assert_allclose(np.asarray(none_relevant), [-0.2], rtol=1e-6)
 
   logits = jnp.array([[0.3, -1.0], [2.0, 0.5]])
   actions = jnp.array([[1, 0], [1, 1]])

@@ -1,0 +1,16 @@
+"""SEMICON (Shen et al., ECCV 2022): SEM attention, ICON channel transformer, global + local codes.
+
+    python -m ml_pipelines.train --config=configs/hashing/semicon.py:digits,12 --workdir=/tmp/semicon
+    python -m ml_pipelines.train --config=configs/hashing/semicon.py:cub,32 --workdir=workdirs/sem_cub
+
+Official: SGD Nesterov lr 2.5e-4, momentum 0.91, wd 1e-4, batch 16, 40 outer iterations of 30 epochs
+over m = 2000 points (3750 steps each), gamma 200, alpha 0.15, V initialised to sign(randn).
+"""
+from configs.hashing.common import base_config
+
+
+def get_config(arg=None):
+  return base_config(arg, model=dict(name="semicon", alpha=0.15),
+                     task=dict(name="semicon", gamma=200.0),
+                     lr=2.5e-4, momentum=0.91, nesterov=True, weight_decay=1e-4, batch_size=16,
+                     steps_per_outer=3750, outer_iterations=40)
