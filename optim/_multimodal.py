@@ -1,5 +1,14 @@
 """Shared pieces of the multimodal-imbalance transforms: modality groups, step windows, RNG draws.
 
+What each transform takes from the task's `tx_args` (besides the trainer's `step`, `rng`, `grad_fn`);
+modality names are the keys of `param_groups` (sorted: audio before visual), each a path regex:
+  ogm_ge    modality_logits {m: [B, C]}, labels [B] int32
+  amss(+)   modality_logits, labels, and for variant="audio_visual" modality_features {m: [B, D]}
+  agm       modality_logits (AGM's Shapley-style unimodal logits), labels
+  mmpareto  term_grads {m: grads of the unimodal loss L_m} (task: aux["grad_terms"] = {m: L_m})
+  sam       nothing more (grad_fn)
+  mie       mie_inputs {Dense-kernel path: [d_in] batch-mean layer input} (see optim/mie.py)
+
 Epoch windows of the papers become step windows: with `steps_per_epoch = floor(N_train / batch)`
 (drop_last, as every official loader here), the papers' inclusive epoch range `[e0, e1]` is
 `start_step = e0 * steps_per_epoch`, `end_step = (e1 + 1) * steps_per_epoch` (exclusive); a negative

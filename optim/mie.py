@@ -71,6 +71,11 @@ def stage(step, stage_steps) -> tuple[jax.Array, jax.Array]:
   return idx, jnp.asarray(ends)[idx]
 
 
+def modality_index(step, stage_steps, num_modalities: int) -> jax.Array:
+  """Index into `sorted(param_groups)` of the modality trained at `step` (for the task's loss)."""
+  return stage(step, stage_steps)[0] % num_modalities
+
+
 def projector(moment: jax.Array, tau) -> jax.Array:
   """`V diag(exp(-tau (s - s_min) / (s_max - s_min))) V^T` from the SVD of `moment` (IGM eq. for P)."""
   _, s, vh = jnp.linalg.svd(moment.astype(jnp.float32))

@@ -32,6 +32,7 @@ def test_stage_schedule():
                                      6: (2, 7), 9: (2, 7)}.items():
     idx, end = mie.stage(step, steps)
     assert (int(idx), int(end)) == (want_idx, want_end), step
+    assert int(mie.modality_index(step, steps, 2)) == want_idx % 2
 
 
 def tree(seed):
