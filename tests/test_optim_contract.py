@@ -98,3 +98,32 @@ def test_contract(name, dtype):
       assert b.sharding.is_equivalent_to(a.sharding, a.ndim), (name, a.shape, a.sharding, b.sharding)
   if hypers and dtype == jnp.float32:
     assert set(hypers) <= set(state[0].hyperparams)
+
+
+def test_chain_built_from_a_config():
+  """The config route: optim.build chains transforms in config order with their option sub-dicts."""
+  import ml_collections
+  c = ml_collections.ConfigDict(dict(
+      name="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
+      param_groups={"audio": "^audio_", "visual": "^visual_"},
+      transforms=("ogm_ge", "amss"), ogm_ge={"alpha": 0.8, "variant": "ogm"},
+      amss={"temperature": 0.2}))
+  tx = optim.build(c, total_steps=10)
+  params = tree(jnp.float32)
+  grads = jax.tree_util.tree_map(lambda x: 0.1 * x, params)
+  extra = _extra("amss", jnp.float32, params)
+  u, _ = jax.jit(lambda g, s, p: tx.update(g, s, p, step=jnp.int32(0), **extra))(
+      grads, tx.init(params), params)
+  # Stem conv: only OGM acts (AMSS masks layer convs), so the update is -lr * (k * g + wd * w).
+  names = ["audio", "visual"]
+  la, lv = (np.asarray(extra["modality_logits"][m], np.float64) for m in names)
+  y = np.asarray(extra["labels"])
+  sm = lambda z: np.exp(z - z.max(-1, keepdims=True)) / np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)
+  s = [sm(l)[np.arange(B), y].sum() for l in (la, lv)]
+  rho = s[1] / s[0]
+  k = (1.0, 1 - np.tanh(0.8 * rho)) if rho > 1 else (1 - np.tanh(0.8 / rho), 1.0)
+  for i, m in enumerate(names):
+    g = np.asarray(grads[f"{m}_encoder"]["conv1"]["kernel"])
+    w = np.asarray(params[f"{m}_encoder"]["conv1"]["kernel"])
+    np.testing.assert_allclose(np.asarray(u[f"{m}_encoder"]["conv1"]["kernel"]),
+                               -0.1 * (k[i] * g + 1e-4 * w), rtol=1e-4, atol=1e-7)
