@@ -92,7 +92,7 @@ def derivative(estimator: str, x, param, t: float = 1.5):
     g = jnp.where(ax < 1.0, 2.0 - 2.0 * ax, 0.0)
   else:  # ede
     k = jnp.maximum(1.0 / param, 1.0)
-    g = k * param * (1.0 - jnp.tanh(param * x) ** 2)
+    g = k * param / jnp.cosh(param * x) ** 2  # = k t (1 - tanh^2(t x)), without cancellation
   return g.astype(x.dtype)
 
 
@@ -147,7 +147,7 @@ class BinaryConv(nnx.Module):
     self.estimator, self.o_end, self.t = estimator, o_end, t
 
   def binary_weight(self, progress):
-    w = self.kernel.value
+    w = self.kernel[...]
     param = estimator_param(self.estimator, progress, self.o_end)
     return jnp.mean(jnp.abs(w)) * binarize(self.estimator, w, param, self.t)
 
@@ -276,7 +276,7 @@ def estimating_error(model: nnx.Module, progress) -> jax.Array:
   """Indicator 1: sum over binary layers of || surrogate(w) - sign(w) ||_2 (weights only)."""
   total = jnp.zeros([])
   for m in binary_layers(model).values():
-    w = m.kernel.value
+    w = m.kernel[...]
     param = estimator_param(m.estimator, progress, m.o_end)
     total = total + jnp.linalg.norm((surrogate(m.estimator, w, param, m.t) - sign(w)).ravel())
   return total

@@ -1,0 +1,1 @@
+"""Binary networks (ReSTE): one config per model, `configs/bnn/<model>.py:<dataset>`."""
