@@ -78,17 +78,24 @@ def ogm_ge(*, param_groups: dict[str, str], alpha: float = 0.8, variant: str = "
     leaves, treedef = jax.tree_util.tree_flatten(updates)
     group = treedef.flatten_up_to(mm.labels(updates, param_groups))
     chosen = [i for i, (g, l) in enumerate(zip(leaves, group)) if g.ndim == 4 and l in names]
-    noise = {}
-    if variant == "ogm_ge":
-      noise = dict(zip(chosen, mm.split_draw(jax.random.normal, rng,
-                                             [leaves[i].shape for i in chosen])))
+
+    def modulate(sel):
+      noise = (mm.split_draw(jax.random.normal, rng, [g.shape for g in sel])
+               if variant == "ogm_ge" else [None] * len(sel))
+      res = []
+      for i, g, z in zip(chosen, sel, noise):
+        g32 = g.astype(jnp.float32)
+        new = k[names.index(group[i])] * g32
+        if z is not None:
+          new = new + (jnp.std(g32, ddof=1) + 1e-8) * z
+        res.append(new.astype(g.dtype))
+      return res
+
+    # Outside the window nothing is computed (no noise drawn).
+    sel = jax.lax.cond(active, modulate, lambda sel: list(sel), [leaves[i] for i in chosen])
     out = list(leaves)
-    for i in chosen:
-      g32 = leaves[i].astype(jnp.float32)
-      new = k[names.index(group[i])] * g32
-      if variant == "ogm_ge":
-        new = new + (jnp.std(g32, ddof=1) + 1e-8) * noise[i]
-      out[i] = jnp.where(active, new, g32).astype(leaves[i].dtype)
+    for i, g in zip(chosen, sel):
+      out[i] = g
     out = jax.tree_util.tree_unflatten(treedef, out)
     return out, state
 
