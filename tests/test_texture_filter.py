@@ -55,9 +55,13 @@ def test_every_level_and_result_match_reference(c, levels):
   assert out.shape == arg.shape
 
 
+# The next tests reuse the compiled filter of the reference test (same shape and static arguments).
+FILTER = dict(sigma_s=3.0, sigma_r=0.1, levels=6, return_levels=True)
+
+
 def test_constant_image_unchanged():
-  img = np.full((21, 17, 3), 0.37, np.float32)
-  out = tf.texture_filter(jnp.asarray(img), sigma_s=2.0, levels=4)
+  img = np.full((26, 23, 3), 0.37, np.float32)
+  out = tf.texture_filter(jnp.asarray(img), **FILTER)[0]
   np.testing.assert_allclose(np.asarray(out), img, atol=1e-6)
 
 
@@ -67,11 +71,11 @@ def _grad_energy(x):
 
 def test_edge_survives_texture_flattened():
   """Smoothing removes most of the checker's gradient energy but keeps the step edge."""
-  h, w = 40, 36
+  h, w = 26, 23
   img = _texture_image(h, w, c=3)
-  out = np.asarray(tf.texture_filter(jnp.asarray(img), sigma_s=3.0, sigma_r=0.1, levels=5))
-  inside = np.s_[4:-4, 3:w // 2 - 4]
-  assert _grad_energy(out[inside]) < 0.05 * _grad_energy(img[inside])  # texture flattened
+  out = np.asarray(tf.texture_filter(jnp.asarray(img), **FILTER)[0])
+  inside = np.s_[3:-3, 2:w // 2 - 3]
+  assert _grad_energy(out[inside]) < 0.01 * _grad_energy(img[inside])  # texture flattened (measured 4e-4)
   left, right = out[:, : w // 2 - 3].mean(), out[:, w // 2 + 3:].mean()
   assert right - left > 0.4  # the 0.5 step survives
   row = out[h // 2, :, 1]
