@@ -68,3 +68,21 @@ def test_single_table_is_bucket_search_within_radius():
   np.testing.assert_array_equal(buckets, 1 + 20 + 190)  # all codes within radius 2
   for qi in range(len(dist)):
     np.testing.assert_array_equal(np.sort(ii[off[qi]:off[qi + 1]]), np.nonzero(dist[qi] <= 2)[0])
+
+
+def test_hash_index_cli_build_and_query(tmp_path, capsys):
+  from ml_pipelines import hash_index
+  rng = np.random.default_rng(5)
+  centres = rng.integers(0, 2, (4, 32))
+  y = rng.integers(0, 4, 400)
+  db = centres[y] ^ (rng.random((400, 32)) < 0.05)
+  np.savez(tmp_path / "db.npz", codes=2 * db - 1, labels=y)
+  np.savez(tmp_path / "q.npz", codes=2 * db[:20] - 1, labels=y[:20])
+  hash_index.main(["build", f"--codes={tmp_path / 'db.npz'}", f"--index={tmp_path / 'ix.npz'}", "--blocks=8,8,16"])
+  summary = hash_index.query(tmp_path / "ix.npz", tmp_path / "q.npz", k=10, radius=2, out=tmp_path / "r.npz")
+  assert summary["exact_on_checked"]
+  assert summary["mAP@10"] == pytest.approx(1.0)  # well-separated clusters
+  dist = (db[:20, None, :] != db[None]).sum(-1)
+  with np.load(tmp_path / "r.npz") as r:
+    np.testing.assert_array_equal(r["idx"], np.argsort(dist, axis=1, kind="stable")[:, :10])
+    np.testing.assert_array_equal(np.diff(r["radius_offsets"]), (dist <= 2).sum(1))
