@@ -6,4 +6,4 @@ from configs.bnn.common import bnn_config
 
 
 def get_config(arg: str | None = None):
-  return bnn_config("bnn_resnet20", arg, cifar_width=16, digits_width=8)
+  return bnn_config("bnn_resnet20", arg, cifar_width=16, digits_width=16)
