@@ -171,11 +171,11 @@ class LadderBlock(nnx.Module):
   """multi_branch_LadderBlock: 3 branches with progressive shift and ladder values, then fusion."""
 
   def __init__(self, dim, resolution, num_heads, window_size, dpr, *, dtype, rngs):
-    nb = len(window_size)
+    nb = 3
     self.dim_b = dim // nb
-    shifts = [(0, 1), (window_size[1] // 2, 1), (window_size[2] // 2, 0)]
+    shifts = [(0, 1), (window_size // 2, 1), (window_size // 2, 0)]  # (shift, direction)
     self.blocks = nnx.List([
-        LadderSABlock(self.dim_b, resolution, num_heads, window_size[i], shifts[i][0], shifts[i][1],
+        LadderSABlock(self.dim_b, resolution, num_heads, window_size, shifts[i][0], shifts[i][1],
                       i > 0, dpr, dtype=dtype, rngs=rngs) for i in range(nb)])
     self.pointconv = linear(self.dim_b * nb, self.dim_b * nb, init="trunc", dtype=dtype, rngs=rngs)
     self.se = ChannelGate(self.dim_b * nb, dtype=dtype, rngs=rngs)
@@ -265,11 +265,14 @@ class PSLT(nnx.Module):
   """PSLT: stem (stride 2), MV2-SE stages (conv_depths), ladder stages (depths), LN, GAP, Linear.
 
   img_size fixes the ladder stages' window partition and shift masks (as the official model).
+  window_size: attention window and (// 2) the progressive shift. The official code passes its
+  per-branch `window_size=[7, 7, 7]` list only into the shift sizes; the window itself is always 7
+  (or the whole map when that is smaller), which this single value reproduces.
   num_classes=None returns pooled features; `features(x)` the final map (pre-norm).
   """
 
   def __init__(self, embed_dim=36, conv_depths=(3, 3), depths=(10, 3), num_heads=(4, 8), *,
-               window_size=(7, 7, 7), img_size: int = 224, in_channels: int = 3,
+               window_size: int = 7, img_size: int = 224, in_channels: int = 3,
                num_classes: int | None = 1000, drop_path: float = 0.2, dtype=jnp.float32,
                remat: bool = False, rngs: nnx.Rngs):
     self.dtype, self.remat = dtype, remat
@@ -290,7 +293,7 @@ class PSLT(nnx.Module):
       res = img_size // 2 // 2 ** (i + nc + 1)
       start = sum(depths[:i])
       stages.append(Stage(embed_dim * 2 ** (i + nc + 1), (res, res), depth, num_heads[i],
-                          tuple(window_size), dpr[start:start + depth], i < len(depths) - 1,
+                          window_size, dpr[start:start + depth], i < len(depths) - 1,
                           dtype=dtype, rngs=rngs))
     self.layers = nnx.List(stages)
     self.num_features = embed_dim * 2 ** (len(depths) + nc)
