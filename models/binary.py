@@ -160,6 +160,23 @@ class BinaryConv(nnx.Module):
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
+class BinaryDense(nnx.Module):
+  """Dense layer on binarised inputs with weights mean|W| * sign(W) (for binary MLP heads)."""
+
+  def __init__(self, cin: int, cout: int, *, estimator: str, o_end: float, t: float,
+               rngs: nnx.Rngs):
+    _check(estimator)
+    init = nnx.initializers.variance_scaling(1.0, "fan_in", "normal")
+    self.kernel = nnx.Param(init(rngs.params(), (cin, cout), jnp.float32))
+    self.estimator, self.o_end, self.t = estimator, o_end, t
+
+  binary_weight = BinaryConv.binary_weight
+
+  def __call__(self, x, progress):
+    param = estimator_param(self.estimator, progress, self.o_end)
+    return binarize(self.estimator, x, param, self.t) @ self.binary_weight(progress)
+
+
 def _conv_fp(cin, cout, k, stride, rngs):
   return nnx.Conv(cin, cout, (k, k), (stride, stride), padding=((k // 2,) * 2,) * 2, use_bias=False,
                   kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
@@ -267,9 +284,10 @@ def bnn_resnet18(*, width: int = 64, rngs: nnx.Rngs, **kw) -> BiRealResNet:
 models.register("bnn_vgg_small", VGGSmall)
 
 
-def binary_layers(model: nnx.Module) -> dict[tuple, BinaryConv]:
-  """path -> BinaryConv for every binary layer of `model` (paths as in the parameter tree)."""
-  return {tuple(p): m for p, m in nnx.iter_graph(model) if isinstance(m, BinaryConv)}
+def binary_layers(model: nnx.Module) -> dict[tuple, BinaryConv | BinaryDense]:
+  """path -> module for every binary layer of `model` (paths as in the parameter tree)."""
+  return {tuple(p): m for p, m in nnx.iter_graph(model)
+          if isinstance(m, (BinaryConv, BinaryDense))}
 
 
 def estimating_error(model: nnx.Module, progress) -> jax.Array:

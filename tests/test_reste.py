@@ -112,6 +112,15 @@ def test_binary_conv_forward_and_weight_grad():
   np.testing.assert_allclose(np.asarray(grads), want_g, rtol=1e-4, atol=1e-5)
 
 
+def test_binary_dense_forward():
+  rng = np.random.default_rng(3)
+  dense = binary.BinaryDense(5, 4, estimator="approx_sign", o_end=3.0, t=T, rngs=nnx.Rngs(1))
+  x = rng.standard_normal((3, 5)).astype(np.float32)
+  w = np.asarray(dense.kernel[...], np.float64)
+  want = np.where(x >= 0, 1.0, -1.0) @ (np.abs(w).mean() * np.where(w >= 0, 1.0, -1.0))
+  np.testing.assert_allclose(np.asarray(dense(jnp.asarray(x), 0.3)), want, rtol=1e-5, atol=1e-6)
+
+
 def test_estimating_error_and_stability():
   abstract = nnx.eval_shape(lambda: models.get("bnn_resnet20", width=2, in_channels=1))
   assert len(binary.binary_layers(abstract)) == 18  # 9 blocks x 2 binary convs; the rest is FP
