@@ -12,7 +12,8 @@ broken by the smaller database index (the convention of ``retrieval_metrics``):
   million-code database never materialises a ``[Q, N, words]`` tensor; runs on the accelerator.
 * :func:`knn_cpu` -- a compiled (numba) CPU scan over 64-bit words with a running distance threshold:
   a per-query histogram of accepted distances lowers the threshold as soon as ``k`` items lie strictly
-  below it, so nearly every database item costs one XOR, one popcount and one comparison.
+  below it, so nearly every database item costs one XOR, one popcount and one comparison per 64-bit word, and
+  the words of a code stop as soon as the partial distance exceeds the threshold.
 
 The search over hash tables (multi-index hashing, Norouzi et al., CVPR 2012) is in ``multi_index``.
 """
@@ -159,7 +160,11 @@ def _knn_cpu_kernel(q64, db64, k, max_dist, q_block, db_block):
         qi = q0 + r
         t = thresh[r]
         for j in range(b0, b1):
-          d = _dist64(q64, qi, db64, j, w64)
+          d = 0
+          for w in range(w64):  # stop at the first word that already exceeds the threshold
+            d += _popcount64(q64[qi, w] ^ db64[j, w])
+            if d > t:
+              break
           if d > t:
             continue
           if d == t and below[r] + hist[r, t] >= k:
