@@ -1,0 +1,24 @@
+"""MIE / IGM (Jiang, Chi, Yang, arXiv 2407.04587, IJCAI 2025; official njustkmg/IJCAI25-IGM):
+alternating unimodal stages with flat-loss mixing and gradient projection (optim/mie.py), per-modality
+heads Linear(512,256)-ReLU-Linear(256,64)-Linear(64,C), mixup Beta(1,1), prediction = mean softmax.
+Official recipe: SGD lr 0.01, momentum 0.9, wd 1e-4, batch 12; stages (epochs) CREMA-D [25, 50] x 6,
+Kinetics-Sounds [25, 50, 25, 50], audio first; rho 1e-10, flat ratio 0.3, tau 0.4. The code's
+StepLR(40) restarts with the optimizer at each stage; here the rate is constant.
+"""
+from configs.multimodal.common import HEAD_GROUPS, base_config, parse, steps
+
+STAGES = {"demo": (3, 3, 2, 2), "cremad": (25, 50) * 6, "kinetics_sounds": (25, 50, 25, 50)}
+
+
+def get_config(arg=None):
+  dataset, _ = parse(arg)
+  epochs = sum(STAGES[dataset])
+  c = base_config(arg, lr=0.01, epochs=epochs, batch_size=12, transforms=("mie",),
+                  modality_heads=True, head_hidden=(16, 8) if dataset == "demo" else (256, 64),
+                  groups=HEAD_GROUPS)
+  stage_steps = ",".join(str(steps(c, e)) for e in STAGES[dataset])
+  c.task.mie_stage_steps = stage_steps
+  c.task.mie_mixup_alpha = 1.0
+  c.optimizer.mie = dict(stage_steps=stage_steps, rho=1e-10, flat_ratio=0.3, tau=0.4,
+                         collect_steps=steps(c, 1))
+  return c
