@@ -59,6 +59,19 @@ def test_adsh_trains_and_resume_continues_exactly(tmp_path):
   """ADSH trains (V binary, codes above chance) and a run resumed mid outer iteration ends with the
   same V, U, visited mask and parameters as the uninterrupted run."""
   full, part = tmp_path / "full", tmp_path / "part"
+  # The second run compiles the same programs: a persistent cache for this test saves that time.
+  old = (jax.config.jax_compilation_cache_dir,
+         jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path / "jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  try:
+    _resume(tmp_path, full, part)
+  finally:
+    jax.config.update("jax_compilation_cache_dir", old[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+
+
+def _resume(tmp_path, full, part):
   c = _config("adsh", total_steps=4, outer_steps=2, plot_dir=str(tmp_path))
   c.checkpoint_every = 3  # mid outer iteration: U and the visited mask are in the checkpoint
   a = train.train_and_evaluate(c, str(full))

@@ -179,8 +179,12 @@ class _Hashing(Task):
     out.update(self.radius_metrics(q, db_codes, db_labels, index))
     plot_dir = getattr(env, "workdir", None) or self.plot_dir
     if plot_dir:
-      precision, recall = rm.precision_recall_curve(q["code"], db_codes, q["labels"], db_labels)
-      self._plot(np.asarray(precision), np.asarray(recall), int(state["step"]), plot_dir)
+      precision, recall, _ = rm.precision_recall_curve(q["code"], db_codes, q["labels"],
+                                                       db_labels)
+      os.makedirs(plot_dir, exist_ok=True)
+      rm.plot_precision_recall(
+          {f"{self.method} {self.bits} bits, step {int(state['step'])}": (precision, recall)},
+          os.path.join(plot_dir, f"pr_curve_{int(state['step'])}.png"))
     return out
 
   def radius_metrics(self, q, db_codes, db_labels, index):
@@ -193,21 +197,6 @@ class _Hashing(Task):
     return {f"precision@r{self.radius}": float(np.mean(p)),
             f"recall@r{self.radius}": float(np.mean(r)),
             f"buckets@r{self.radius}": float(np.mean(buckets))}
-
-  def _plot(self, precision, recall, step, plot_dir):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.plot(recall, precision)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title(f"{self.method} {self.bits} bits, step {step}")
-    fig.tight_layout()
-    os.makedirs(plot_dir, exist_ok=True)
-    fig.savefig(os.path.join(plot_dir, f"pr_curve_{step}.png"), dpi=100)
-    plt.close(fig)
-
 
 @tasks.register("adsh")
 class ADSH(_Hashing):
