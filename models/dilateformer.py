@@ -174,6 +174,7 @@ class DilateFormer(nnx.Module):
                mlp_ratio: float = 4.0, drop_path: float = 0.1,
                dilate_attention=(True, True, False, False), dtype=jnp.float32, remat: bool = False,
                rngs: nnx.Rngs):
+    dtype = jnp.dtype(dtype)  # accepts "bfloat16" from configs
     self.dtype = dtype
     self.remat = remat
     self.patch_embed = PatchEmbed(in_channels, embed_dim, dtype=dtype, rngs=rngs)

@@ -275,6 +275,7 @@ class PSLT(nnx.Module):
                window_size: int = 7, img_size: int = 224, in_channels: int = 3,
                num_classes: int | None = 1000, drop_path: float = 0.2, dtype=jnp.float32,
                remat: bool = False, rngs: nnx.Rngs):
+    dtype = jnp.dtype(dtype)  # accepts "bfloat16" from configs
     self.dtype, self.remat = dtype, remat
     self.patch_embed = Stem(in_channels, embed_dim, dtype=dtype, rngs=rngs)
     layers = []

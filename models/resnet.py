@@ -80,8 +80,7 @@ class Bottleneck(nnx.Module):
 
 def max_pool_3x3_s2(x):
   """nn.MaxPool2d(3, 2, padding=1): padding never wins the max."""
-  return jax.lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), jax.lax.max, (1, 3, 3, 1),
-                               (1, 2, 2, 1), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return nnx.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
 
 
 class ResNet(nnx.Module):
@@ -95,6 +94,7 @@ class ResNet(nnx.Module):
   def __init__(self, block: str, depths, *, in_channels: int = 3, num_classes: int | None = 1000,
                width: int = 64, dtype=jnp.float32, remat: bool = False, rngs: nnx.Rngs):
     block_cls = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
+    dtype = jnp.dtype(dtype)  # accepts "bfloat16" from configs
     self.dtype = dtype
     self.remat = remat
     self.conv1 = _conv(in_channels, width, 7, 2, dtype=dtype, rngs=rngs)

@@ -75,6 +75,7 @@ class ViT(nnx.Module):
                img_size: int = 224, in_channels: int = 3, num_classes: int | None = 1000,
                mlp_ratio: float = 4.0, drop_path: float = 0.1, dtype=jnp.float32,
                remat: bool = False, rngs: nnx.Rngs):
+    dtype = jnp.dtype(dtype)  # accepts "bfloat16" from configs
     self.dtype, self.remat = dtype, remat
     self.patch_embed = PatchEmbed(in_channels, embed_dim, patch_size, dtype=dtype, rngs=rngs)
     n = (img_size // patch_size) ** 2
