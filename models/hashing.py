@@ -189,7 +189,8 @@ def sem_mask(fea: jax.Array, alpha: float) -> jax.Array:
 
 
 class SEM(nnx.Module):
-  """Suppression-enhancing mask attention: a stride-1 trunk to `channels` maps, then `num_maps`
+  """Suppression-enhancing mask attention: a 1x1 conv-BN-ReLU reduction to `channels` maps (the
+  official code uses a stride-1 layer4-like trunk for this reduction; simplified here), then `num_maps`
   rounds of `fea_t = relu(BN(conv1x1(x)))`; after each round the salient region found is
   suppressed, `x <- x * (2 - mask_t)`, so the next map looks elsewhere. Returns [B, H, W, num_maps]
   attention maps fea_t."""
@@ -259,9 +260,8 @@ class ICON(nnx.Module):
 class SEMICON(nnx.Module):
   """SEMICON (ECCV 2022): global branch (own stage + ICON -> GAP -> W_G, c/2 bits) and local
   branches (trunk map x each SEM map -> shared stage + ICON -> GAP -> W_Lj); codes concatenated, tanh.
-  With c bits, the global branch gets c - (M-1) * (c // (2M))... precisely: each of the M local
-  branches gets c // (2 M) bits and the global one the remainder, so the code has exactly c bits
-  (the official 12/24/32/48-bit settings give the global branch c/2 and each local one c//6)."""
+  Each of the M local branches gets c // (2M) bits and the global one the remainder, so the code has
+  exactly c bits (for M = 3 and 12/24/48 bits: c/2 global and c/6 per local branch, as official)."""
 
   def __init__(self, *, bits: int, num_maps: int = 3, attention_channels: int = 64,
                alpha: float = 0.15, backbone: str = "resnet50", in_channels: int = 3,
