@@ -66,10 +66,13 @@ class Multimodal(Task):
   def init_extra(self, env, rng, params):
     if not self.pmr_alpha:
       return None
-    dims = [leaf.shape[0] for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
-            if paths_lib.path_str(p).startswith("audio_encoder/layer4") and
-            paths_lib.path_str(p).endswith("scale")]
-    return {m: jnp.zeros((self.num_classes, dims[-1]), jnp.float32) for m in MODALITIES}
+    # the feature width D is the input width of the fusion layer ([a; v] for concat: 2 D)
+    shapes = {paths_lib.path_str(p): leaf.shape
+              for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+    d = (shapes["fusion/fc_out/kernel"][0] // 2 if "fusion/fc_out/kernel" in shapes and
+         "fusion/fc/kernel" not in shapes and "fusion/fc_x/kernel" not in shapes
+         else shapes.get("fusion/fc_x/kernel", shapes.get("fusion/fc/kernel"))[0])
+    return {m: jnp.zeros((self.num_classes, d), jnp.float32) for m in MODALITIES}
 
   # --- training --------------------------------------------------------------------------------
   def _mie_loss(self, model, batch, rng, step):

@@ -1,0 +1,187 @@
+"""Audio-visual model, losses, av_demo data and the multimodal task, against NumPy references."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+import models
+from losses import multimodal as mml
+from ml_pipelines import data
+from ml_pipelines import config as config_lib
+from ml_pipelines.tasks import multimodal as task_lib
+
+B, C = 4, 5
+
+
+def _model(fusion, **kw):
+  return models.get("av_small", num_classes=C, fusion=fusion, width=4, depths=(1, 0, 0, 0),
+                    rngs=nnx.Rngs(0), **kw)
+
+
+def _inputs(seed=0, t=2):
+  r = np.random.default_rng(seed)
+  return (jnp.asarray(r.standard_normal((B, 8, 8, 1)), jnp.float32),
+          jnp.asarray(r.standard_normal((B, t, 8, 8, 3)), jnp.float32))
+
+
+def _np(x):
+  return np.asarray(x, np.float64)
+
+
+@pytest.mark.parametrize("fusion", ["sum", "concat", "film", "gated"])
+def test_fusion_heads_match_numpy(fusion):
+  m = _model(fusion)
+  m.eval()
+  a_in, v_in = _inputs()
+  out = m(a_in, v_in)
+  a, v = _np(out["features"]["audio"]), _np(out["features"]["visual"])
+  f = m.fusion
+  lin = lambda l, x: x @ _np(l.kernel[...]) + _np(l.bias[...])
+  if fusion == "sum":
+    ref = lin(f.fc_x, a) + lin(f.fc_y, v)
+    np.testing.assert_allclose(_np(out["modality_logits"]["audio"]), lin(f.fc_x, a), atol=1e-5)
+  elif fusion == "concat":
+    w, b = _np(f.fc_out.kernel[...]), _np(f.fc_out.bias[...])
+    ref = np.concatenate([a, v], 1) @ w + b
+    d = a.shape[1]
+    np.testing.assert_allclose(_np(out["modality_logits"]["audio"]), a @ w[:d] + b / 2, atol=1e-5)
+    np.testing.assert_allclose(_np(out["modality_logits"]["visual"]), v @ w[d:] + b / 2, atol=1e-5)
+  elif fusion == "film":
+    gb = lin(f.fc, a)
+    d = a.shape[1]
+    ref = lin(f.fc_out, gb[:, :d] * v + gb[:, d:])
+  else:
+    ref = lin(f.fc_out, 1 / (1 + np.exp(-lin(f.fc_x, a))) * lin(f.fc_y, v))
+  np.testing.assert_allclose(_np(out["logits"]), ref, atol=1e-5)
+  if fusion in ("film", "gated"):  # separate heads give the modality logits
+    np.testing.assert_allclose(_np(out["modality_logits"]["audio"]),
+                               lin(m.audio_head.layers[0], a), atol=1e-5)
+
+
+def test_visual_features_pool_over_frames():
+  """[B, T, ...] frames: the mean over T of each frame's spatially pooled features (eval mode)."""
+  m = _model("concat")
+  m.eval()
+  a_in, v_in = _inputs(t=3)
+  out = m(a_in, v_in)["features"]["visual"]
+  per_frame = [np.mean(_np(m.visual_encoder.features(v_in[:, i])), axis=(1, 2)) for i in range(3)]
+  np.testing.assert_allclose(_np(out), np.mean(per_frame, 0), atol=1e-5)
+  out_swapped = m(a_in, v_in[:, ::-1])["features"]["visual"]
+  np.testing.assert_allclose(_np(out_swapped), _np(out), atol=1e-5)
+
+
+def test_head_inputs_are_batch_means_of_dense_inputs():
+  m = _model("concat", modality_heads=True, head_hidden=(6,))
+  m.eval()
+  out = m(*_inputs())
+  a = _np(out["features"]["audio"])
+  hid = np.maximum(a @ _np(m.audio_head.layers[0].kernel[...]) + _np(m.audio_head.layers[0].bias[...]), 0)
+  np.testing.assert_allclose(_np(out["head_inputs"]["audio_head/layers/0/kernel"]), a.mean(0), atol=1e-5)
+  np.testing.assert_allclose(_np(out["head_inputs"]["audio_head/layers/1/kernel"]), hid.mean(0), atol=1e-5)
+  ref = hid @ _np(m.audio_head.layers[1].kernel[...]) + _np(m.audio_head.layers[1].bias[...])
+  np.testing.assert_allclose(_np(out["modality_logits"]["audio"]), ref, atol=1e-5)
+
+
+def test_cross_entropies_match_numpy():
+  r = np.random.default_rng(1)
+  logits, y = r.standard_normal((6, C)), r.integers(0, C, 6)
+  logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  ce = -logp[np.arange(6), y]
+  np.testing.assert_allclose(mml.cross_entropy(jnp.asarray(logits), jnp.asarray(y)), ce, rtol=1e-5)
+  perm = r.permutation(6)
+  got = mml.mixup_cross_entropy(jnp.asarray(logits), jnp.asarray(y), jnp.asarray(perm), 0.3)
+  np.testing.assert_allclose(got, 0.3 * ce - 0.7 * logp[np.arange(6), y[perm]], rtol=1e-5)
+  x = jnp.asarray(r.standard_normal((6, 3)), jnp.float32)
+  mixed, p, lam = mml.mixup(jax.random.key(0), x, 1.0)
+  np.testing.assert_allclose(mixed, lam * x + (1 - lam) * x[p], rtol=1e-5)
+  assert 0 < float(lam) < 1 and sorted(np.asarray(p).tolist()) == list(range(6))
+
+
+def test_av_demo_is_deterministic_and_imbalanced_by_construction():
+  cfg = ml_collections.ConfigDict(dict(name="av_demo", train_size=400, test_size=100))
+  ds = data.get("av_demo")(cfg, "train")
+  again = data.get("av_demo")(ml_collections.ConfigDict(dict(name="av_demo", train_size=400,
+                                                             test_size=100)), "train")
+  np.testing.assert_array_equal(ds.source.arrays["visual"], again.source.arrays["visual"])
+  arr = ds.source.arrays
+  # audio: the brightest frequency row names the class it carries; right ~75% of the time.
+  bands = np.linspace(0, 15, 10).round().astype(int)
+  band = arr["audio"][..., 0].mean(2).argmax(1)
+  audio_pred = np.array([np.argmin(np.abs(bands - b)) for b in band])
+  assert 0.7 < np.mean(audio_pred == arr["label"]) < 0.85
+  # visual: the nearest class mean (oracle templates) is right far more often than chance.
+  x = arr["visual"].reshape(len(arr["label"]), 2, -1).mean(1)
+  means = np.stack([x[arr["label"] == k].mean(0) for k in range(10)])
+  visual_pred = np.argmax(x @ means.T - 0.5 * (means ** 2).sum(1), 1)
+  assert np.mean(visual_pred == arr["label"]) > 0.9
+
+
+def _task(**opts):
+  c = config_lib.load("configs/multimodal/vanilla.py:demo,concat")
+  c.model.num_classes = C
+  c.task.update(opts)
+  return task_lib.Multimodal(c)
+
+
+def test_task_losses_and_tx_args():
+  m = _model("concat")
+  a_in, v_in = _inputs()
+  y = jnp.asarray([0, 1, 2, 3])
+  batch = {"audio": a_in, "visual": v_in, "label": y}
+  loss, aux = _task().loss(m, batch, jax.random.key(0), None, jnp.int32(0))
+  assert set(aux["tx_args"]) == {"modality_logits", "labels", "modality_features"}
+  assert "grad_terms" not in aux
+  loss2, aux2 = _task(unimodal_loss_weight=0.5, grad_terms=True).loss(
+      m, batch, jax.random.key(0), None, jnp.int32(0))
+  np.testing.assert_allclose(float(loss2), float(loss) + 0.5 * (float(aux2["grad_terms"]["audio"])
+                                                                + float(aux2["grad_terms"]["visual"])),
+                             rtol=1e-5)
+  loss3, _ = _task(gblending_weights=(0.2, 0.3, 0.5)).loss(m, batch, jax.random.key(0), None, 0)
+  np.testing.assert_allclose(float(loss3), 0.2 * float(aux2["grad_terms"]["audio"])
+                             + 0.3 * float(aux2["grad_terms"]["visual"]) + 0.5 * float(loss),
+                             rtol=1e-5)
+  # eval mode: eval_metrics gives per-example fused and unimodal correctness
+  m.eval()
+  out = m(a_in, v_in)
+  fused = np.mean(_np(mml.cross_entropy(out["logits"], y)))
+  ev = _task().eval_metrics(m, batch)
+  np.testing.assert_allclose(np.mean(_np(ev["loss"])), fused, rtol=1e-5)
+  np.testing.assert_array_equal(_np(ev["audio_accuracy"]),
+                                np.argmax(_np(out["modality_logits"]["audio"]), 1) == _np(y))
+
+
+def test_mie_loss_trains_only_the_stage_modality():
+  m = _model("concat", modality_heads=True, head_hidden=(6,))
+  batch = dict(zip(("audio", "visual"), _inputs()), label=jnp.asarray([0, 1, 2, 3]))
+  task = _task(mie_stage_steps="2,3", mie_mixup_alpha=1.0)
+
+  def grads(step):
+    def f(model):
+      return task.loss(model, batch, jax.random.key(0), None, jnp.int32(step))[0]
+    g = nnx.grad(f)(m)
+    return {k: float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(getattr(g, k))))
+            for k in ("audio_head", "visual_head", "fusion")}
+  g0, g3 = grads(0), grads(3)
+  assert g0["audio_head"] > 0 and g0["visual_head"] == 0 and g0["fusion"] == 0
+  assert g3["visual_head"] > 0 and g3["audio_head"] == 0
+  _, aux = task.loss(m, batch, jax.random.key(0), None, jnp.int32(0))
+  assert set(aux["tx_args"]["mie_inputs"]) == {f"{h}_head/layers/{i}/kernel"
+                                               for h in ("audio", "visual") for i in (0, 1)}
+
+
+def test_pmr_prototypes_follow_batch_class_means():
+  m = _model("concat")
+  batch = dict(zip(("audio", "visual"), _inputs()), label=jnp.asarray([0, 0, 1, 1]))
+  task = _task(pmr_alpha=0.6, pmr_momentum=0.2)
+  d = m.audio_encoder.num_features
+  old = {k: jnp.ones((C, d)) for k in ("audio", "visual")}
+  m.eval()
+  feats = m(batch["audio"], batch["visual"])["features"]
+  loss, aux = task.loss(m, batch, jax.random.key(0), old, jnp.int32(0))
+  a = _np(feats["audio"])
+  np.testing.assert_allclose(_np(aux["extra"]["audio"][0]), 0.8 * a[:2].mean(0) + 0.2, atol=1e-5)
+  np.testing.assert_allclose(_np(aux["extra"]["audio"][4]), np.ones(d), atol=1e-6)
+  coef = (float(aux["metrics"]["pmr_audio_coef"]), float(aux["metrics"]["pmr_visual_coef"]))
+  assert sorted(np.round(coef, 5).tolist()) in ([0.0, 0.6], [0.0, 0.0])
