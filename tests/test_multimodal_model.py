@@ -106,11 +106,11 @@ def test_av_demo_is_deterministic_and_imbalanced_by_construction():
                                                              test_size=100)), "train")
   np.testing.assert_array_equal(ds.source.arrays["visual"], again.source.arrays["visual"])
   arr = ds.source.arrays
-  # audio: the brightest frequency row names the class it carries; right ~75% of the time.
+  # audio: the brightest frequency row names the class it carries; right ~87% of the time (0.85 + 0.15 / 10).
   bands = np.linspace(0, 15, 10).round().astype(int)
   band = arr["audio"][..., 0].mean(2).argmax(1)
   audio_pred = np.array([np.argmin(np.abs(bands - b)) for b in band])
-  assert 0.7 < np.mean(audio_pred == arr["label"]) < 0.85
+  assert 0.8 < np.mean(audio_pred == arr["label"]) < 0.92
   # visual: the nearest class mean (oracle templates) is right far more often than chance.
   x = arr["visual"].reshape(len(arr["label"]), 2, -1).mean(1)
   means = np.stack([x[arr["label"] == k].mean(0) for k in range(10)])

@@ -8,7 +8,8 @@ Joint training fits audio first and then gets little gradient for the visual bra
 model learns it, and a model that learns both beats either modality alone.
 
 Options (config.data): num_classes (10), train_size (2000), test_size (500), freq (16), time (16),
-frames (2), size (16), audio_reliability (0.75), visual_signal (0.6), seed (0).
+frames (2), size (16), audio_reliability (0.85), visual_signal (0.25), seed (0), mute_audio
+(False: True zeroes the audio, for the visual-only reference model of the demo).
 Examples: audio [freq, time, 1] float32, visual [frames, size, size, 3] float32, label int32.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from ml_pipelines import data
 
 DEFAULTS = dict(num_classes=10, train_size=2000, test_size=500, freq=16, time=16, frames=2, size=16,
-                audio_reliability=0.75, visual_signal=0.6, seed=0)
+                audio_reliability=0.85, visual_signal=0.25, seed=0, mute_audio=False)
 
 
 @functools.lru_cache(maxsize=8)
@@ -46,9 +47,12 @@ def make(num_classes, train_size, test_size, freq, time, frames, size, audio_rel
 @data.register("av_demo")
 def av_demo(config, split: str) -> data.Dataset:
   opts = {k: config.get(k, v) for k, v in DEFAULTS.items()}
+  mute = bool(opts.pop("mute_audio"))
   if split not in ("train", "test"):
     raise ValueError(f"av_demo has splits 'train' and 'test', not {split!r}.")
   arrays = make(**opts)[split]
+  if mute:
+    arrays = dict(arrays, audio=np.zeros_like(arrays["audio"]))
   spec = {"audio": ((opts["freq"], opts["time"], 1), np.float32),
           "visual": ((opts["frames"], opts["size"], opts["size"], 3), np.float32),
           "label": ((), np.int32)}
