@@ -3,7 +3,7 @@ reference, vanilla joint training and each balancing method through the trainer,
 (method | fused acc | audio acc | visual acc), writes it as markdown and a PNG of the per-modality
 eval accuracy curves.
 
-    python -m ml_pipelines.multimodal_demo [--workdir=/tmp/mm_demo] [--epochs=10]
+    python -m ml_pipelines.multimodal_demo [--workdir=/tmp/mm_demo] [--epochs=6]
         [--methods=vanilla,ogm_ge,...] [--cpu_devices=N]
 
 Each method uses `configs/multimodal/<method>.py:demo,concat` (av_small, SGD lr 0.01, batch 64).
@@ -81,7 +81,7 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--workdir", default="/tmp/mm_demo")
   parser.add_argument("--methods", default=",".join(METHODS))
-  parser.add_argument("--epochs", type=int, default=10)
+  parser.add_argument("--epochs", type=int, default=6)
   parser.add_argument("--width", type=int, default=8)
   parser.add_argument("--cpu_devices", type=int, default=0)
   args = parser.parse_args(argv)
