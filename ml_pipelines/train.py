@@ -123,6 +123,14 @@ def _to_host(tree):
   return jax.tree_util.tree_map(np.asarray, tree)
 
 
+def _with_ema(init_state: Callable) -> Callable:
+  """Adds `ema_params`, a copy of the initial parameters, to the state `init_state` builds."""
+  def init():
+    state = init_state()
+    return {**state, "ema_params": jax.tree_util.tree_map(jnp.copy, state["params"])}
+  return init
+
+
 def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
             if jnp.issubdtype(x.dtype, jnp.inexact)]
@@ -166,6 +174,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
             "opt_state": tx.init(params), "rng": jax.random.PRNGKey(config.seed),
             "bad_step": jnp.full([], -1, jnp.int32)}
 
+  ema_decay = float(config.optimizer.get("ema_decay", 0.0))
+  if ema_decay:
+    init_state = _with_ema(init_state)
+
   shapes = jax.eval_shape(init_state)
   param_sh = sharding.tree_shardings(shapes["params"], rules, mesh)
   repl = sharding.replicated(mesh)
@@ -174,6 +186,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                "opt_state": sharding.follow_params(shapes["opt_state"], shapes["params"], param_sh,
                                                    mesh),
                "rng": repl, "bad_step": repl}
+  if ema_decay:
+    shardings["ema_params"] = param_sh
   state = jax.jit(init_state, out_shardings=shardings)()
   extra = task.init_extra(env, jax.random.fold_in(jax.random.PRNGKey(config.seed), 1),
                           state["params"])
@@ -225,6 +239,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     new = {"params": optax.apply_updates(state["params"], updates),
            "rest": _store_keys(new_rest), "opt_state": opt_state,
            "extra": aux.get("extra", state["extra"])}
+    if ema_decay:  # model EMA (timm ModelEma, used by DeiT): ema <- d * ema + (1 - d) * params
+      new["ema_params"] = jax.tree_util.tree_map(
+          lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema_params"], new["params"])
     finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new["params"])
     old = {k: state[k] for k in new}
     new = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
@@ -259,6 +276,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
 
   def evaluate(step: int) -> dict[str, float]:
     metrics = {f"eval/{k}": v for k, v in task.evaluate(env, state).items()}
+    if ema_decay:  # the same evaluation with the EMA parameters (batch statistics as trained)
+      ema_state = {**state, "params": state["ema_params"]}
+      metrics.update({f"eval/ema_{k}": v for k, v in task.evaluate(env, ema_state).items()})
     writer.write(step, metrics)
     return metrics
 

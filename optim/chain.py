@@ -7,6 +7,9 @@ Weight decay acts on params whose path matches `weight_decay_mask` (all if unset
 the gradient before the base optimizer for sgd/adam (PyTorch's `weight_decay`), decoupled after it
 for adamw.
 
+`ema_decay` (> 0) makes the trainer keep an exponential moving average of the parameters and
+evaluate it beside the trained ones (`eval/ema_*`); it is not part of the chain.
+
 Method transforms see raw gradients (modulation, masks and SAM act on gradients, as in the papers)
 and receive the trainer's extra args (`grad_fn`, `step`, `rng`, the task's `tx_args`).
 """
@@ -25,7 +28,7 @@ BASE = ("sgd", "adam", "adamw")
 OPTION_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "decay_boundaries",
                          "decay_factor", "end_factor", "momentum", "nesterov", "b1", "b2", "eps",
                          "weight_decay", "weight_decay_mask", "freeze", "clip_grad_norm",
-                         "param_groups", "transforms"})
+                         "param_groups", "transforms", "ema_decay"})
 
 
 def schedule(c, total_steps: int) -> optax.Schedule:

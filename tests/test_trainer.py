@@ -276,3 +276,30 @@ def test_named_loss_terms_get_their_own_gradients(tmp_path, monkeypatch):
   # The total gradient equals grad(a) + 2 grad(b), and grad(b) is not trivially zero.
   assert seen["diff"] < 1e-5
   assert seen["norm_b"] > 1e-4
+
+
+def test_parameter_ema_follows_the_trained_trajectory(tmp_path):
+  """optimizer.ema_decay=d keeps ema_t = d ema_{t-1} + (1 - d) p_t from ema_0 = p_0; recomputed from
+  the parameters of 1- and 2-step runs (the trainer is deterministic) and the initial ones."""
+  d = 0.6
+  cfg = lambda steps, **kw: small_config(total_steps=steps, checkpoint_every=0, **kw)
+  p1 = train.train_and_evaluate(cfg(1), str(tmp_path / "a"))["state"]["params"]
+  p2 = train.train_and_evaluate(cfg(2), str(tmp_path / "b"))["state"]["params"]
+  c_ema = cfg(2)
+  c_ema.optimizer.ema_decay = d
+  result = train.train_and_evaluate(c_ema, str(tmp_path / "c"))
+  import models
+  from flax import nnx
+  c = cfg(1)
+  p0 = nnx.to_pure_dict(nnx.state(models.factory(c.model.name)(
+      **{k: v for k, v in c.model.items() if k != "name"},
+      rngs=nnx.Rngs(params=c.seed, dropout=c.seed + 1)), nnx.Param))
+  expected = jax.tree_util.tree_map(
+      lambda a, b, e: d * (d * np.asarray(a) + (1 - d) * np.asarray(b)) + (1 - d) * np.asarray(e),
+      p0, p1, p2)
+  got = jax.tree_util.tree_map(np.asarray, result["state"]["ema_params"])
+  jax.tree_util.tree_map(lambda g, e: np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6),
+                         got, expected)
+  np.testing.assert_allclose(jax.tree_util.tree_leaves(result["state"]["params"])[0],
+                             jax.tree_util.tree_leaves(p2)[0], rtol=1e-6)
+  assert "eval/ema_accuracy" in result and 0.0 <= result["eval/ema_accuracy"] <= 1.0
