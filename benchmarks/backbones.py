@@ -94,7 +94,8 @@ def bench_official(name, args, compiled: bool):
   mod = __import__(folder)
   if args.tiny:
     spec = dict(make_fixtures.SPECS[folder])
-    spec.update({k: list(v) for k, v in TINY[folder].items()}, img_size=args.image_size,
+    spec.update({k: list(v) if isinstance(v, tuple) else v for k, v in TINY[folder].items()},
+                img_size=args.image_size,
                 num_classes=1000)
     if folder == "dilateformer":
       net = mod.Dilateformer(**spec)
