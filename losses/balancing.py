@@ -60,11 +60,18 @@ def pmr_regularizer(features: Mapping[str, jax.Array], prototypes: Mapping[str, 
 
 def gblend_weights(train_n: jax.Array, val_n: jax.Array, train_next: jax.Array,
                    val_next: jax.Array) -> jax.Array:
-  """G-Blending weights [K] from per-head losses at checkpoints N and N+n (Eq. 6, normalised)."""
+  """G-Blending weights [K] from per-head losses at checkpoints N and N+n (Eq. 6, normalised):
+  `w_k ~ G_k / O_k^2` with `G = L_val(N) - L_val(N+n)` and `O = gap(N+n) - gap(N)`, gap = val - train.
+
+  A head that did not generalise (G <= 0) or whose ratio is not finite gets weight 0; when no head
+  has a positive weight all weights are 0 (the caller keeps its previous weights).
+  """
   d_g = val_n - val_next
   d_o = (val_next - train_next) - (val_n - train_n)
   w = d_g / jnp.square(d_o)
-  return w / jnp.sum(w)
+  w = jnp.where(jnp.isfinite(w), jnp.maximum(w, 0.0), 0.0)
+  total = jnp.sum(w)
+  return jnp.where(total > 0, w / jnp.where(total > 0, total, 1.0), 0.0)
 
 
 def gblend_loss(losses: jax.Array, weights: jax.Array) -> jax.Array:

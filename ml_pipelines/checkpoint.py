@@ -22,6 +22,25 @@ import orbax.checkpoint as ocp
 from ml_pipelines import config as config_lib
 
 
+def load_latest_arrays(workdir: str) -> tuple[int, Any]:
+  """(step, state) of the newest checkpoint in another run's workdir, as host NumPy arrays.
+
+  For reading a finished run (teachers, initialisation), not for resuming: no shardings, no checks.
+  """
+  import numpy as np
+  directory = os.path.join(workdir, "checkpoints")
+  steps = sorted((int(s) for s in os.listdir(directory) if s.isdigit()), reverse=True) \
+      if os.path.isdir(directory) else []
+  if not steps:
+    raise FileNotFoundError(f"No checkpoint in {directory}; train that run first.")
+  path = os.path.join(directory, str(steps[0]), "state")
+  checkpointer = ocp.StandardCheckpointer()
+  meta = checkpointer.metadata(path)
+  tree = getattr(meta, "item_metadata", meta)
+  target = jax.tree_util.tree_map(lambda m: np.zeros(m.shape, m.dtype), tree)
+  return steps[0], checkpointer.restore(path, target)
+
+
 class IncompatibleCheckpointError(ValueError):
   pass
 

@@ -86,6 +86,21 @@ class Head(nnx.Module):
     return x
 
 
+def encode_audio(encoder, audio):
+  """[B, F, T, 1] -> [B, D]: the encoder's feature map averaged over space."""
+  return jnp.mean(encoder.features(audio), axis=(1, 2))
+
+
+def encode_visual(encoder, visual):
+  """[B, T, H, W, 3] -> [B, D]: every frame through the encoder, averaged over (T, H, W)."""
+  b, t = visual.shape[:2]
+  fv = encoder.features(visual.reshape((b * t,) + visual.shape[2:]))
+  return jnp.mean(fv.reshape((b, t) + fv.shape[1:]), axis=(1, 2, 3))
+
+
+ENCODE = {"audio": encode_audio, "visual": encode_visual}
+
+
 class AudioVisual(nnx.Module):
   """Two ResNet encoders + fusion. `__call__(audio, visual)` returns a dict:
   logits [B, C], modality_logits {audio, visual: [B, C]}, features {audio, visual: [B, D]}, and
@@ -107,11 +122,7 @@ class AudioVisual(nnx.Module):
       self.visual_head = Head(dim, hidden, num_classes, dtype=dtype, rngs=rngs)
 
   def encode(self, audio, visual):
-    a = jnp.mean(self.audio_encoder.features(audio), axis=(1, 2))
-    b, t = visual.shape[:2]
-    fv = self.visual_encoder.features(visual.reshape((b * t,) + visual.shape[2:]))
-    v = jnp.mean(fv.reshape((b, t) + fv.shape[1:]), axis=(1, 2, 3))
-    return a, v
+    return encode_audio(self.audio_encoder, audio), encode_visual(self.visual_encoder, visual)
 
   def __call__(self, audio, visual):
     a, v = self.encode(audio, visual)

@@ -176,12 +176,87 @@ def test_pmr_prototypes_follow_batch_class_means():
   batch = dict(zip(("audio", "visual"), _inputs()), label=jnp.asarray([0, 0, 1, 1]))
   task = _task(pmr_alpha=0.6, pmr_momentum=0.2)
   d = m.audio_encoder.num_features
-  old = {k: jnp.ones((C, d)) for k in ("audio", "visual")}
+  old = {"pmr": {k: jnp.ones((C, d)) for k in ("audio", "visual")}}
   m.eval()
   feats = m(batch["audio"], batch["visual"])["features"]
   loss, aux = task.loss(m, batch, jax.random.key(0), old, jnp.int32(0))
   a = _np(feats["audio"])
-  np.testing.assert_allclose(_np(aux["extra"]["audio"][0]), 0.8 * a[:2].mean(0) + 0.2, atol=1e-5)
-  np.testing.assert_allclose(_np(aux["extra"]["audio"][4]), np.ones(d), atol=1e-6)
+  np.testing.assert_allclose(_np(aux["extra"]["pmr"]["audio"][0]), 0.8 * a[:2].mean(0) + 0.2,
+                             atol=1e-5)
+  np.testing.assert_allclose(_np(aux["extra"]["pmr"]["audio"][4]), np.ones(d), atol=1e-6)
   coef = (float(aux["metrics"]["pmr_audio_coef"]), float(aux["metrics"]["pmr_visual_coef"]))
   assert sorted(np.round(coef, 5).tolist()) in ([0.0, 0.6], [0.0, 0.0])
+
+
+class _ScriptedEnv:
+  """Returns the scripted per-example head losses for each `predict` call, in order."""
+
+  def __init__(self, outputs):
+    self.outputs, self.splits = list(outputs), []
+
+  def predict(self, state, fn, split, indices=None):
+    self.splits.append(split)
+    return self.outputs.pop(0)
+
+
+def _head_losses(a, v, f):
+  return {"audio_ce": np.full(4, a), "visual_ce": np.full(4, v), "fused_ce": np.full(4, f)}
+
+
+def test_gblending_reestimates_weights_from_generalisation_and_overfitting():
+  task = _task(gblending_every=5, gblending_val_split="val")
+  state = {"extra": task.init_extra(None, jax.random.key(0), None)}
+  tr1, va1 = (1.0, 2.0, 0.9), (1.2, 2.1, 1.1)
+  tr2, va2 = (0.5, 1.8, 0.4), (0.9, 2.2, 0.8)   # visual's validation loss rises: G < 0
+  tr3, va3 = (0.4, 1.7, 0.3), (1.0, 2.3, 0.9)   # every head gets worse: no positive weight
+  env = _ScriptedEnv([_head_losses(*x) for x in (tr1, va1, tr2, va2, tr3, va3)])
+  assert task.after_step(env, state, 3) is state
+  state = task.after_step(env, state, 5)           # first estimate: weights stay equal
+  np.testing.assert_allclose(_np(state["extra"]["gblend"]["weights"]), np.full(3, 1 / 3), rtol=1e-6)
+  state = task.after_step(env, state, 10)
+  g = np.subtract(va1, va2)
+  o = (np.subtract(va2, tr2)) - (np.subtract(va1, tr1))
+  w = np.maximum(g / o ** 2, 0)
+  np.testing.assert_allclose(_np(state["extra"]["gblend"]["weights"]), w / w.sum(), rtol=1e-5)
+  assert float(state["extra"]["gblend"]["weights"][1]) == 0.0
+  state = task.after_step(env, state, 15)          # nothing positive: previous weights kept
+  np.testing.assert_allclose(_np(state["extra"]["gblend"]["weights"]), w / w.sum(), rtol=1e-5)
+  assert env.splits == ["train", "val"] * 3
+  # the loss uses the current weights from the state
+  m = _model("concat")
+  batch = dict(zip(("audio", "visual"), _inputs()), label=jnp.asarray([0, 1, 2, 3]))
+  loss, aux = task.loss(m, batch, jax.random.key(0), state["extra"], jnp.int32(0))
+  heads = np.asarray([float(aux["metrics"][k]) for k in ("audio_loss", "visual_loss", "fused_loss")])
+  np.testing.assert_allclose(float(loss), float(np.dot(w / w.sum(), heads)), rtol=1e-5)
+
+
+def test_umt_teacher_features_and_distillation_loss():
+  student = _model("concat")
+  teacher_model = models.get("av_small", num_classes=C, fusion="concat", width=4,
+                             depths=(1, 0, 0, 0), rngs=nnx.Rngs(7))
+  r = np.random.default_rng(3)
+  for path, var in nnx.iter_graph(teacher_model):   # non-trivial running statistics
+    if isinstance(var, nnx.BatchStat):
+      var.value = jnp.asarray(r.uniform(0.5, 1.5, var.value.shape), jnp.float32)
+  params = nnx.to_pure_dict(nnx.state(teacher_model, nnx.Param))
+  stats = nnx.to_pure_dict(nnx.state(teacher_model, nnx.BatchStat))
+  teachers = {m: {"params": params[f"{m}_encoder"], "rest": stats[f"{m}_encoder"]}
+              for m in ("audio", "visual")}
+  a_in, v_in = _inputs()
+  batch = {"audio": a_in, "visual": v_in, "label": jnp.asarray([0, 1, 2, 3])}
+  before = student(a_in, v_in)["features"]
+  task = _task(umt_teachers={"audio": "unused", "visual": "unused"}, umt_weight=10.0)
+  got = {m: task.teacher_features(student, m, teachers[m], batch[m]) for m in ("audio", "visual")}
+  teacher_model.eval()
+  want = teacher_model(a_in, v_in)["features"]
+  for m in ("audio", "visual"):
+    np.testing.assert_allclose(_np(got[m]), _np(want[m]), rtol=1e-5, atol=1e-6)
+  after = student(a_in, v_in)["features"]        # the student module is left as it was
+  for m in ("audio", "visual"):
+    np.testing.assert_allclose(_np(after[m]), _np(before[m]), rtol=1e-6)
+    assert not np.allclose(_np(after[m]), _np(want[m]))
+  loss, aux = task.loss(student, batch, jax.random.key(0), {"umt": teachers}, jnp.int32(0))
+  out = student(a_in, v_in)
+  ce = np.mean(_np(mml.cross_entropy(out["logits"], batch["label"])))
+  mse = sum(np.mean((_np(out["features"][m]) - _np(want[m])) ** 2) for m in ("audio", "visual"))
+  np.testing.assert_allclose(float(loss), ce + 10.0 * mse, rtol=1e-4)

@@ -54,7 +54,7 @@ def base_config(arg, *, lr: float, epochs: int, batch_size: int = 64, momentum: 
   model = dict(name="av_small" if demo else "av_resnet18", num_classes=classes, fusion=fusion,
                modality_heads=modality_heads, head_hidden=tuple(head_hidden))
   c.model = ml_collections.ConfigDict(model)
-  c.task = ml_collections.ConfigDict(dict(name="multimodal", **(task or {})))
+  c.task = ml_collections.ConfigDict(dict(name="multimodal", mute_modality="", **(task or {})))
   c.data = ml_collections.ConfigDict(dict(data, train_split="train", eval_split="test"))
   opt = dict(name="sgd", learning_rate=lr, momentum=momentum, weight_decay=weight_decay,
              weight_decay_mask="kernel$", schedule="constant", warmup_steps=0,

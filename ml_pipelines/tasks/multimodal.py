@@ -11,8 +11,18 @@ for MIE) and `grad_terms` for MMPareto. Loss-side methods are options:
   prototypes live in `extra` and follow each batch's class means with momentum `pmr_momentum` (the
   official code recomputes them once per epoch over the training set; a per-batch EMA here);
 - gblending_weights (audio, visual, fused): G-Blending (Wang et al., CVPR 2020, Eq. 4) weighted sum of
-  the heads' losses, with weights fixed in the config (the per-super-epoch re-estimation of Eq. 6,
-  `losses.balancing.gblend_weights`, is not run by this task);
+  the heads' losses `sum_k w_k L_k`. With `gblending_every` = n > 0 the weights are re-estimated every
+  n steps (a super-epoch) from each head's loss on the training split and on the held-out split
+  `gblending_val_split` (Eq. 6: `w_k ~ G_k / O_k^2`, G the drop of validation loss, O the change of
+  the validation-minus-train gap since the last estimate; negative weights are clipped to 0 and an
+  estimate with no positive weight keeps the previous weights); the first n steps use the initial
+  weights (equal when not given);
+- umt_teachers {modality: workdir}: UMT (Du et al., ICML 2023, Sec. 4): `CE(fused) + umt_weight * sum_m
+  MSE(phi_m, phi_m^teacher)` with the encoder of each modality distilled from the newest checkpoint
+  of a unimodal run (same model config, the other modality muted) -- the teachers are frozen and
+  run in eval mode; umt_weight 10 as the official code;
+- mute_modality "audio" | "visual": that input is zeroed in training and evaluation, which makes a
+  unimodal model of the other modality (the demo's visual-only reference, UMT's teachers);
 - mie_stage_steps "n1,n2,...": MIE/IGM (arXiv 2407.04587) alternating unimodal stages: only the current
   modality's head CE on mixup inputs (Beta(mie_mixup_alpha)) is trained; prediction is the mean of the
   heads' softmax outputs. Needs `model.modality_heads=True`.
@@ -27,6 +37,7 @@ import difflib
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from losses import balancing
 from losses import multimodal as mml
@@ -36,8 +47,17 @@ from optim import mie as mie_lib
 from optim import paths as paths_lib
 
 OPTIONS = {"name", "unimodal_loss_weight", "grad_terms", "pmr_alpha", "pmr_momentum",
-           "gblending_weights", "mie_stage_steps", "mie_mixup_alpha"}
+           "gblending_weights", "gblending_every", "gblending_val_split", "umt_teachers",
+           "umt_weight", "mute_modality", "mie_stage_steps", "mie_mixup_alpha"}
 MODALITIES = ("audio", "visual")
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+  """Nested dicts with the leaves of both (b wins where both have one)."""
+  out = dict(a)
+  for k, v in b.items():
+    out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+  return out
 
 
 @tasks.register("multimodal")
@@ -56,7 +76,18 @@ class Multimodal(Task):
     self.pmr_alpha = float(t.get("pmr_alpha", 0.0))
     self.pmr_momentum = float(t.get("pmr_momentum", 0.2))
     gw = t.get("gblending_weights", None)
+    self.gblend_every = int(t.get("gblending_every", 0))
+    if gw is None and self.gblend_every:
+      gw = (1 / 3, 1 / 3, 1 / 3)
     self.gblend = None if gw is None else jnp.asarray(tuple(gw), jnp.float32)
+    self.gblend_val = str(t.get("gblending_val_split", "val"))
+    self.umt_teachers = dict(t.get("umt_teachers", None) or {})
+    if set(self.umt_teachers) - set(MODALITIES):
+      raise KeyError(f"umt_teachers names {sorted(self.umt_teachers)}; modalities are {MODALITIES}.")
+    self.umt_w = float(t.get("umt_weight", 10.0))
+    self.mute = str(t.get("mute_modality", "") or "")
+    if self.mute and self.mute not in MODALITIES:
+      raise ValueError(f"mute_modality must be one of {MODALITIES}, not {self.mute!r}.")
     stages = t.get("mie_stage_steps", "")
     self.mie_steps = mie_lib.parse_steps(stages) if stages else ()
     self.mie_alpha = float(t.get("mie_mixup_alpha", 1.0))
@@ -64,8 +95,28 @@ class Multimodal(Task):
 
   # --- state -----------------------------------------------------------------------------------
   def init_extra(self, env, rng, params):
-    if not self.pmr_alpha:
-      return None
+    extra = {}
+    if self.pmr_alpha:
+      extra["pmr"] = self._init_prototypes(params)
+    if self.gblend_every:  # current weights and the heads' losses at the last estimate
+      extra["gblend"] = {"weights": self.gblend, "train": jnp.zeros(3), "val": jnp.zeros(3),
+                         "estimated": jnp.zeros([], jnp.bool_)}
+    if self.umt_teachers:
+      extra["umt"] = {m: self._load_teacher(m, wd) for m, wd in sorted(self.umt_teachers.items())}
+    return extra or None
+
+  @staticmethod
+  def _load_teacher(modality, workdir):
+    """The `<modality>_encoder` parameters and (float) batch statistics of a finished run."""
+    from ml_pipelines import checkpoint
+    step, saved = checkpoint.load_latest_arrays(workdir)
+    name = f"{modality}_encoder"
+    floats = lambda tree: jax.tree_util.tree_map(
+        lambda x: jnp.asarray(x) if np.issubdtype(x.dtype, np.floating) else None, tree)
+    print(f"UMT: {modality} teacher from step {step} of {workdir}", flush=True)
+    return {"params": floats(saved["params"][name]), "rest": floats(saved["rest"].get(name, {}))}
+
+  def _init_prototypes(self, params):
     # the feature width D is the input width of the fusion layer ([a; v] for concat: 2 D)
     shapes = {paths_lib.path_str(p): leaf.shape
               for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
@@ -73,6 +124,25 @@ class Multimodal(Task):
          "fusion/fc/kernel" not in shapes and "fusion/fc_x/kernel" not in shapes
          else shapes.get("fusion/fc_x/kernel", shapes.get("fusion/fc/kernel"))[0])
     return {m: jnp.zeros((self.num_classes, d), jnp.float32) for m in MODALITIES}
+
+  # --- UMT teachers ----------------------------------------------------------------------------
+  @staticmethod
+  def teacher_features(model, modality, teacher, x):
+    """phi_m of the frozen teacher: the student's encoder module with the teacher's arrays."""
+    from models import audiovisual
+    graphdef, state = nnx.split(getattr(model, f"{modality}_encoder"))
+    pure = nnx.to_pure_dict(state)
+
+    def overlay(mine, theirs):
+      if isinstance(mine, dict):
+        return {k: overlay(v, theirs.get(k) if isinstance(theirs, dict) else None)
+                for k, v in mine.items()}
+      return mine if theirs is None else jax.lax.stop_gradient(theirs).astype(mine.dtype)
+    merged = overlay(pure, _deep_merge(teacher["rest"], teacher["params"]))
+    nnx.replace_by_pure_dict(state, merged)
+    encoder = nnx.merge(graphdef, state)
+    encoder.eval()
+    return audiovisual.ENCODE[modality](encoder, x)
 
   # --- training --------------------------------------------------------------------------------
   def _mie_loss(self, model, batch, rng, step):
@@ -88,7 +158,13 @@ class Multimodal(Task):
                **{f"{m}_loss": per[m] for m in MODALITIES}}
     return loss, out, metrics
 
+  def _inputs(self, batch):
+    if not self.mute:
+      return batch
+    return {**batch, self.mute: jnp.zeros_like(batch[self.mute])}
+
   def loss(self, model, batch, rng, extra, step):
+    batch = self._inputs(batch)
     labels = batch["label"]
     aux = {}
     if self.mie_steps:
@@ -99,7 +175,16 @@ class Multimodal(Task):
       uni = mml.modality_cross_entropy(out["modality_logits"], labels)
       metrics = {"fused_loss": fused, **{f"{m}_loss": l for m, l in uni.items()}}
       if self.gblend is not None:
-        loss = balancing.gblend_loss(jnp.stack([uni["audio"], uni["visual"], fused]), self.gblend)
+        weights = extra["gblend"]["weights"] if self.gblend_every else self.gblend
+        loss = balancing.gblend_loss(jnp.stack([uni["audio"], uni["visual"], fused]), weights)
+        metrics.update({f"gblend_w_{k}": weights[i]
+                        for i, k in enumerate(("audio", "visual", "fused"))})
+      elif self.umt_teachers:
+        teacher = {m: self.teacher_features(model, m, extra["umt"][m], batch[m])
+                   for m in self.umt_teachers}
+        loss = balancing.umt_loss(fused, {m: out["features"][m] for m in teacher}, teacher,
+                                  self.umt_w)
+        metrics["umt_distill"] = (loss - fused) / self.umt_w
       else:
         loss = fused + self.uni_w * sum(uni.values())
       if self.grad_terms:
@@ -107,12 +192,13 @@ class Multimodal(Task):
       if self.pmr_alpha:
         feats = out["features"]
         protos = {m: balancing.class_prototypes(jax.lax.stop_gradient(feats[m]), labels,
-                                                self.num_classes, extra[m], self.pmr_momentum)
+                                                self.num_classes, extra["pmr"][m],
+                                                self.pmr_momentum)
                   for m in MODALITIES}
         reg, coef = balancing.pmr_regularizer(feats, protos, labels, self.pmr_alpha)
         loss = loss + reg
         metrics.update(pmr_audio_coef=coef[0], pmr_visual_coef=coef[1])
-        aux["extra"] = protos
+        aux["extra"] = {**extra, "pmr": protos}
     logits = out["modality_logits"]
     metrics["accuracy"] = jnp.mean(jnp.argmax(self._predict(out), -1) == labels)
     tx_args = {"modality_logits": {m: jax.lax.stop_gradient(l) for m, l in logits.items()},
@@ -130,6 +216,7 @@ class Multimodal(Task):
     return out["logits"]
 
   def eval_metrics(self, model, batch):
+    batch = self._inputs(batch)
     labels = batch["label"]
     out = model(batch["audio"], batch["visual"])
     res = {"loss": mml.cross_entropy(out["logits"], labels),
@@ -138,3 +225,35 @@ class Multimodal(Task):
       res[f"{m}_accuracy"] = (jnp.argmax(out["modality_logits"][m], -1) == labels
                               ).astype(jnp.float32)
     return res
+
+  # --- G-Blending weight re-estimation (host side, every gblending_every steps) -----------------
+  def head_losses(self, model, batch):
+    """Per-example cross-entropy of the audio, visual and fused heads (eval mode), [B] each."""
+    batch = self._inputs(batch)
+    out = model(batch["audio"], batch["visual"])
+    res = {f"{m}_ce": mml.cross_entropy(out["modality_logits"][m], batch["label"])
+           for m in MODALITIES}
+    res["fused_ce"] = mml.cross_entropy(out["logits"], batch["label"])
+    return res
+
+  def _mean_head_losses(self, env, state, split):
+    out = env.predict(state, self.head_losses, split=split)
+    return np.asarray([np.mean(out[f"{k}_ce"]) for k in ("audio", "visual", "fused")], np.float32)
+
+  def after_step(self, env, state, step):
+    if not self.gblend_every or step % self.gblend_every:
+      return state
+    g = state["extra"]["gblend"]
+    train = self._mean_head_losses(env, state, self.config.data.train_split)
+    val = self._mean_head_losses(env, state, self.gblend_val)
+    weights = np.asarray(g["weights"])
+    if bool(g["estimated"]):
+      w = np.asarray(balancing.gblend_weights(np.asarray(g["train"]), np.asarray(g["val"]),
+                                              train, val))
+      if w.sum() > 0:
+        weights = w.astype(np.float32)
+    new = {"weights": weights, "train": train, "val": val, "estimated": np.asarray(True)}
+    state = dict(state)
+    state["extra"] = {**state["extra"], "gblend": jax.tree_util.tree_map(
+        lambda x, old: jax.device_put(jnp.asarray(x, old.dtype), old.sharding), new, g)}
+    return state
