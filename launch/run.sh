@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the embedded default data: trains the reference task and says where its
-# metrics, checkpoints and plot went. Extra arguments are passed to the trainer.
+# The main job on the embedded default data: the audio-visual imbalance demo (av_demo, CPU). Trains
+# the unimodal references, vanilla joint training and every balancing method through the trainer,
+# prints one table (fused / audio / visual test accuracy per method) and says where the metrics,
+# checkpoints and plots went. Extra arguments go to ml_pipelines.multimodal_demo (e.g. --epochs=10).
 EXTRAS="" source "$(dirname "$0")/env.sh"
-WORKDIR="${WORKDIR:-workdirs/digits_cnn}"
-exec .venv/bin/python -m ml_pipelines.train \
-  --config=configs/classification/digits_cnn.py --workdir="$WORKDIR" "$@"
+WORKDIR="${WORKDIR:-workdirs/multimodal_demo}"
+exec .venv/bin/python -m ml_pipelines.multimodal_demo --workdir="$WORKDIR" "$@"

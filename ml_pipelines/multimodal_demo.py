@@ -1,14 +1,16 @@
 """Audio-visual imbalance demo on the synthetic `av_demo` set (no download, CPU): trains a visual-only
-reference, vanilla joint training and each balancing method through the trainer, prints one table
+and an audio-only reference, vanilla joint training and each balancing method through the trainer
+(UMT distils from the two reference runs, so they come first), prints one table
 (method | fused acc | audio acc | visual acc), writes it as markdown and a PNG of the per-modality
 eval accuracy curves.
 
-    python -m ml_pipelines.multimodal_demo [--workdir=/tmp/mm_demo] [--epochs=6]
+    python -m ml_pipelines.multimodal_demo [--workdir=workdirs/multimodal_demo] [--epochs=6]
         [--methods=vanilla,ogm_ge,...] [--cpu_devices=N]
 
 Each method uses `configs/multimodal/<method>.py:demo,concat` (av_small, SGD lr 0.01, batch 64).
-"visual_only" is vanilla with the audio zeroed: its visual accuracy is what the visual branch can
-reach; vanilla's lower visual accuracy is the under-training the methods address.
+"visual_only" is vanilla with the audio zeroed (task.mute_modality): its visual accuracy is what
+the visual branch can reach; vanilla's lower visual accuracy is the under-training the methods
+address. "audio_only" likewise with the visual input zeroed.
 """
 from __future__ import annotations
 
@@ -17,17 +19,20 @@ import json
 import os
 import time
 
-METHODS = ("visual_only", "vanilla", "ogm_ge", "amss", "amss_plus", "agm", "pmr", "mmpareto",
-           "gblending", "mie")
+METHODS = ("audio_only", "visual_only", "vanilla", "ogm_ge", "amss", "amss_plus", "agm", "pmr",
+           "mmpareto", "gblending", "umt", "mie")
+UNIMODAL = {"audio_only": "visual", "visual_only": "audio"}  # reference run: the modality it mutes
 
 
-def config_for(method: str, epochs: int, width: int):
+def config_for(method: str, epochs: int, width: int, workdir: str):
   from configs.multimodal import common
   from ml_pipelines import config as config_lib
-  c = config_lib.load(f"configs/multimodal/{'vanilla' if method == 'visual_only' else method}.py"
+  c = config_lib.load(f"configs/multimodal/{'vanilla' if method in UNIMODAL else method}.py"
                       ":demo,concat")
-  if method == "visual_only":
-    c.data.mute_audio = True
+  if method in UNIMODAL:
+    c.task.mute_modality = UNIMODAL[method]
+  if method == "umt":  # the unimodal reference runs are UMT's teachers
+    c.task.umt_teachers = {m: os.path.join(workdir, f"{m}_only") for m in ("audio", "visual")}
   spe = common.steps_per_epoch(c)
   c.batch_size = 64
   c.model.width = width
@@ -79,7 +84,7 @@ def plot(all_curves, path):
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--workdir", default="/tmp/mm_demo")
+  parser.add_argument("--workdir", default="workdirs/multimodal_demo")
   parser.add_argument("--methods", default=",".join(METHODS))
   parser.add_argument("--epochs", type=int, default=6)
   parser.add_argument("--width", type=int, default=8)
@@ -93,7 +98,8 @@ def main(argv=None) -> None:
   for method in args.methods.split(","):
     wd = os.path.join(args.workdir, method)
     start = time.time()
-    result = train.train_and_evaluate(config_for(method, args.epochs, args.width), wd)
+    result = train.train_and_evaluate(config_for(method, args.epochs, args.width, args.workdir),
+                                      wd)
     rows.append((method, result, time.time() - start))
     all_curves[method] = curves(wd)
   md = table(rows)
@@ -104,7 +110,9 @@ def main(argv=None) -> None:
     f.write(md + f"\n\nTotal {total:.0f} s; `python -m ml_pipelines.multimodal_demo "
             f"--epochs={args.epochs} --width={args.width}`\n")
   plot(all_curves, os.path.join(args.workdir, "curves.png"))
-  print(f"wrote {args.workdir}/results.md and curves.png")
+  print(f"\ntable:       {args.workdir}/results.md\nplot:        {args.workdir}/curves.png "
+        f"(per-modality test accuracy curves)\nper method:  {args.workdir}/<method>/ "
+        f"(metrics.jsonl, tensorboard/, checkpoints/, curves.png)", flush=True)
 
 
 if __name__ == "__main__":
