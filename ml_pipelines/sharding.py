@@ -51,6 +51,15 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(BATCH_AXES))
 
 
+def check_batch_sizes(mesh: Mesh, **batch_sizes: int) -> None:
+  """Each global batch size must split evenly over the batch axes (data x fsdp)."""
+  shards = math.prod(mesh.shape[a] for a in BATCH_AXES)
+  for name, size in batch_sizes.items():
+    if int(size) % shards:
+      raise ValueError(f"{name}={size} does not divide over the {shards} batch shards of mesh "
+                       f"{dict(mesh.shape)} (data x fsdp); use a multiple of {shards}.")
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 

@@ -107,6 +107,17 @@ def test_unknown_config_keys_name_the_closest_valid_ones(tmp_path):
     train.train_and_evaluate(c, str(tmp_path))
 
 
+def test_batch_size_that_does_not_split_over_the_mesh_is_refused(tmp_path):
+  c = small_config()  # 8 CPU devices, mesh data=-1 -> 8 batch shards
+  c.batch_size = 12
+  with pytest.raises(ValueError, match=r"batch_size=12 does not divide over the 8 batch shards"):
+    train.train_and_evaluate(c, str(tmp_path))
+  c = small_config()
+  c.eval_batch_size, c.mesh.data, c.mesh.fsdp = 20, 2, 4
+  with pytest.raises(ValueError, match=r"eval_batch_size=20 .* multiple of 8"):
+    train.train_and_evaluate(c, str(tmp_path))
+
+
 def test_incompatible_checkpoint_is_refused_naming_keys(tmp_path):
   train.train_and_evaluate(small_config(total_steps=10), str(tmp_path))
   with pytest.raises(checkpoint_lib.IncompatibleCheckpointError,
