@@ -28,7 +28,7 @@ def load_latest_arrays(workdir: str) -> tuple[int, Any]:
   For reading a finished run (teachers, initialisation), not for resuming: no shardings, no checks.
   """
   import numpy as np
-  directory = os.path.join(workdir, "checkpoints")
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   steps = sorted((int(s) for s in os.listdir(directory) if s.isdigit()), reverse=True) \
       if os.path.isdir(directory) else []
   if not steps:
