@@ -91,6 +91,9 @@ def main(argv=None) -> None:
   parser.add_argument("--cpu_devices", type=int, default=0)
   args = parser.parse_args(argv)
   import jax
+  # the methods share most compiled programs (model init, evaluation): compile each once
+  jax.config.update("jax_compilation_cache_dir", os.path.abspath(os.path.join(args.workdir,
+                                                                              "jax_cache")))
   if args.cpu_devices:
     jax.config.update("jax_num_cpu_devices", args.cpu_devices)
   from ml_pipelines import train
