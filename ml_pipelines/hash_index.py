@@ -1,7 +1,12 @@
 """Build a multi-index hash table from codes saved by a trained model, and query it.
 
 Codes file: an ``.npz`` with ``codes`` ``[N, bits]`` in {-1,+1} or {0,1} (the sign of a hashing model's
-output) and optionally ``labels`` (multi-hot ``[N, L]`` or class ids ``[N]``).
+output) and optionally ``labels`` (multi-hot ``[N, L]`` or class ids ``[N]``). Every evaluation of a
+hashing run writes both files of its newest model into ``WORKDIR/codes/`` (the learned database
+codes V and the query split's codes), so a trained run is indexed and queried with
+
+  python -m ml_pipelines.hash_index build --codes=WORKDIR/codes/database.npz --index=db_index.npz
+  python -m ml_pipelines.hash_index query --index=db_index.npz --codes=WORKDIR/codes/queries.npz
 
   python -m ml_pipelines.hash_index build --codes=db.npz --index=db_index.npz [--m=4 | --blocks=16,16,32]
   python -m ml_pipelines.hash_index query --index=db_index.npz --codes=queries.npz --k=100 \

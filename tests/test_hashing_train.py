@@ -45,6 +45,18 @@ def test_method_trains_through_trainer(method, tmp_path):
   assert out["eval/mAP"] > 0.1  # above the random-ranking floor of 10 balanced classes
   assert out["eval/buckets@r2"] >= 1.0
   assert os.path.exists(tmp_path / "pr_curve_4.png")
+  if method == "dmih":  # the exported codes, indexed and queried through the CLI, give eval's mAP
+    from ml_pipelines import hash_index
+    db = np.load(tmp_path / "codes" / "database.npz")
+    np.testing.assert_array_equal(db["codes"], np.where(v >= 0, 1.0, -1.0))
+    hash_index.main(["build", f"--codes={tmp_path}/codes/database.npz",
+                     f"--index={tmp_path}/index.npz"])
+    summary = hash_index.query(str(tmp_path / "index.npz"), str(tmp_path / "codes/queries.npz"),
+                               k=len(v), radius=2)
+    assert summary["exact_on_checked"]
+    np.testing.assert_allclose(summary[f"mAP@{len(v)}"], out["eval/mAP"], rtol=1e-6)
+    np.testing.assert_allclose(np.mean(summary["precision@r=2"]), out["eval/precision@r2"],
+                               rtol=1e-6)
   if method == "exchnet":  # anchors: per-class means of the features of the last iteration
     anchors = np.asarray(extra["anchors"])
     assert np.all(np.abs(anchors).sum(axis=(1, 2)) > 0)

@@ -15,7 +15,10 @@ in the task's `extra` state, so they are checkpointed and a resumed run continue
 Evaluation (query split against the database codes V): mAP@K (K = `topk`, all when None),
 precision / recall within Hamming radius 2, buckets a multi-index probes per query at radius 2, and
 the precision-recall curve saved as `pr_curve_<step>.png` in `env.workdir` when the trainer
-provides it, else in the task option `plot_dir` (no plot when neither is set).
+provides it, else in the task option `plot_dir` (no plot when neither is set). The same directory
+gets `codes/database.npz` (the database codes V, labels) and `codes/queries.npz` (the query split's
+codes sign(F(x)), labels) of the newest evaluation: the input of
+`python -m ml_pipelines.hash_index build / query`.
 
 Per method (`config.task.name`):
 - `adsh`: the ADSH loss.
@@ -178,7 +181,11 @@ class _Hashing(Task):
                                          block_bits=self.block_bits())
     out.update(self.radius_metrics(q, db_codes, db_labels, index))
     plot_dir = getattr(env, "workdir", None) or self.plot_dir
-    if plot_dir:
+    if plot_dir and jax.process_index() == 0:
+      os.makedirs(os.path.join(plot_dir, "codes"), exist_ok=True)
+      np.savez(os.path.join(plot_dir, "codes", "database.npz"), codes=db_codes, labels=db_labels)
+      np.savez(os.path.join(plot_dir, "codes", "queries.npz"), codes=np.asarray(q["code"]),
+               labels=np.asarray(q["labels"]))
       precision, recall, _ = rm.precision_recall_curve(q["code"], db_codes, q["labels"],
                                                        db_labels)
       os.makedirs(plot_dir, exist_ok=True)
