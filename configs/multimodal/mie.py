@@ -14,7 +14,7 @@ def get_config(arg=None):
   dataset, _ = parse(arg)
   epochs = sum(STAGES[dataset])
   c = base_config(arg, lr=0.01, epochs=epochs, batch_size=12, transforms=("mie",),
-                  modality_heads=True, head_hidden=(16, 8) if dataset == "demo" else (256, 64),
+                  modality_heads=True, head_hidden=(256, 64),
                   groups=HEAD_GROUPS)
   stage_steps = ",".join(str(steps(c, e)) for e in STAGES[dataset])
   c.task.mie_stage_steps = stage_steps
