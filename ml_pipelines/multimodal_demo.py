@@ -72,11 +72,15 @@ def plot(all_curves, path):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+  colours = plt.get_cmap("tab10")
   for ax, key in zip(axes, ("eval/accuracy", "eval/audio_accuracy", "eval/visual_accuracy")):
+    methods = [n for n in all_curves if n not in UNIMODAL]
     for name, cv in all_curves.items():
-      if key in cv:
+      if key in cv:  # the unimodal references dashed grey, one colour per method
         s, v = zip(*cv[key])
-        ax.plot(s, v, label=name)
+        style = (dict(color="0.5" if name == "audio_only" else "0.2", linestyle="--")
+                 if name in UNIMODAL else dict(color=colours(methods.index(name) % 10)))
+        ax.plot(s, v, label=name, **style)
     ax.set_title(key.split("/")[1]); ax.set_xlabel("step")
   axes[0].set_ylabel("test accuracy"); axes[-1].legend(fontsize=7)
   fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
