@@ -161,7 +161,7 @@ def main():
       try:
         res = bench_official(name, args, compiled)
       except Exception as e:  # noqa: BLE001 - report, keep benchmarking
-        res = f"failed: {type(e).__name__}: {str(e)[:80]}"
+        res = f"failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:80]}"
       impl = "official torch.compile" if compiled else "official eager"
       if res is None:
         rows.append(f"| {name} | {impl} | (official code not in third_party/) | | | |")
