@@ -22,7 +22,7 @@ def test_pack_bits_bit_order_and_sign_codes():
   np.testing.assert_array_equal(hamming.unpack_bits(w, 40), codes)
 
 
-@pytest.mark.parametrize("bits", [7, 33, 64, 100])
+@pytest.mark.parametrize("bits", [7, 33, 64, 100, 200])  # 1, 1, 1, 2 and 4 64-bit words
 def test_knn_cpu_and_jax_match_stable_numpy_ranking(bits):
   rng = np.random.default_rng(bits)
   db = rng.integers(0, 2, (600, bits))
@@ -32,9 +32,10 @@ def test_knn_cpu_and_jax_match_stable_numpy_ranking(bits):
   dbw, qw = hamming.pack_bits(db), hamming.pack_bits(2 * q - 1)
   full, ref_d, ref_i = _reference(q, db, 45)
   np.testing.assert_array_equal(hamming.hamming_distances_cpu(qw, dbw), full)
-  d, i = hamming.knn_cpu(qw, dbw, 45, q_block=2, db_block=64)
-  np.testing.assert_array_equal(d, ref_d)
-  np.testing.assert_array_equal(i, ref_i)
+  for blocks in (dict(q_block=2, db_block=64, group=24), {}):  # partial groups and blocks; defaults
+    d, i = hamming.knn_cpu(qw, dbw, 45, **blocks)
+    np.testing.assert_array_equal(d, ref_d)
+    np.testing.assert_array_equal(i, ref_i)
   if bits > 32:  # random codes cannot collide with db[3] at this length
     np.testing.assert_array_equal(i[0, :41], [3] + list(range(100, 140)))
   if bits in (33, 100):  # JAX path: one jit per shape, keep it to two sizes
