@@ -1,8 +1,13 @@
 """Audio-visual imbalance demo on the synthetic `av_demo` set (no download, CPU): trains a visual-only
 and an audio-only reference, vanilla joint training and each balancing method through the trainer
 (UMT distils from the two reference runs, so they come first), prints one table
-(method | fused acc | audio acc | visual acc), writes it as markdown and a PNG of the per-modality
-eval accuracy curves.
+(method | fused acc | audio acc | visual acc | audio probe | visual probe), writes it as markdown and
+a PNG of the per-modality eval accuracy curves.
+
+"audio acc" / "visual acc" are the model's own per-modality heads (for concat fusion, the modality's
+slice of the fusion layer). "probe" columns are linear probes: a multinomial logistic regression on
+the frozen encoder's pooled features, fitted on the train split and scored on the test split. The
+head says how the trained model uses a modality; the probe says what its encoder has learned.
 
     python -m ml_pipelines.multimodal_demo [--workdir=workdirs/multimodal_demo] [--epochs=6]
         [--methods=vanilla,ogm_ge,...] [--cpu_devices=N]
@@ -59,11 +64,58 @@ def curves(workdir: str) -> dict[str, list[tuple[int, float]]]:
   return out
 
 
+def probe_accuracies(config, state, batch: int = 250) -> dict[str, float]:
+  """Test accuracy of a linear probe on each frozen encoder (train split -> test split).
+
+  Features are the encoders' pooled outputs in eval mode, from the inputs the run saw (a muted
+  modality stays zero); the probe is scikit-learn's multinomial logistic regression on standardised
+  features.
+  """
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from flax import nnx
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.pipeline import make_pipeline
+  from sklearn.preprocessing import StandardScaler
+
+  from ml_pipelines import data, train
+  model = nnx.eval_shape(lambda: train.build_model(config))
+  model.eval()
+  graphdef = nnx.graphdef(model)
+  mute = config.task.get("mute_modality", "") or ""
+
+  @jax.jit
+  def encode(params, rest, audio, visual):
+    if mute:
+      audio, visual = (jnp.zeros_like(x) if m == mute else x
+                       for m, x in (("audio", audio), ("visual", visual)))
+    return nnx.merge(graphdef, params, rest).encode(audio, visual)
+
+  feats, labels = {}, {}
+  for split in (config.data.train_split, config.data.eval_split):
+    arrays = data.get(config.data.name)(config.data, split).source.arrays
+    parts = [encode(state["params"], state["rest"], arrays["audio"][i:i + batch],
+                    arrays["visual"][i:i + batch]) for i in range(0, len(arrays["label"]), batch)]
+    feats[split] = {m: np.concatenate([np.asarray(p[j], np.float32) for p in parts])
+                    for j, m in enumerate(("audio", "visual"))}
+    labels[split] = arrays["label"]
+  train_split, test_split = config.data.train_split, config.data.eval_split
+  out = {}
+  for m in ("audio", "visual"):
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    clf.fit(feats[train_split][m], labels[train_split])
+    out[m] = float(clf.score(feats[test_split][m], labels[test_split]))
+  return out
+
+
 def table(rows) -> str:
-  lines = ["| method | fused acc | audio acc | visual acc | seconds |", "|---|---|---|---|---|"]
-  for name, r, secs in rows:
+  lines = ["| method | fused acc | audio acc | visual acc | audio probe | visual probe | seconds |",
+           "|---|---|---|---|---|---|---|"]
+  for name, r, probe, secs in rows:
     lines.append(f"| {name} | {r['eval/accuracy']:.3f} | {r['eval/audio_accuracy']:.3f} | "
-                 f"{r['eval/visual_accuracy']:.3f} | {secs:.0f} |")
+                 f"{r['eval/visual_accuracy']:.3f} | {probe['audio']:.3f} | {probe['visual']:.3f} | "
+                 f"{secs:.0f} |")
   return "\n".join(lines)
 
 
@@ -105,9 +157,12 @@ def main(argv=None) -> None:
   for method in args.methods.split(","):
     wd = os.path.join(args.workdir, method)
     start = time.time()
-    result = train.train_and_evaluate(config_for(method, args.epochs, args.width, args.workdir),
-                                      wd)
-    rows.append((method, result, time.time() - start))
+    config = config_for(method, args.epochs, args.width, args.workdir)
+    result = train.train_and_evaluate(config, wd)
+    probe = probe_accuracies(config, result["state"])
+    print(f"linear probe (test accuracy): audio {probe['audio']:.3f}  visual {probe['visual']:.3f}",
+          flush=True)
+    rows.append((method, result, probe, time.time() - start))
     all_curves[method] = curves(wd)
   md = table(rows)
   total = time.time() - t0

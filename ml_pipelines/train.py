@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import inspect
 import os
 import sys
@@ -61,6 +62,12 @@ def call_with_config(fn: Callable, options: dict, what: str, **fixed):
 
 def _options(block) -> dict:
   return {k: v for k, v in block.to_dict().items() if k != "name"}
+
+
+def build_model(config) -> nnx.Module:
+  """The model `config.model` names, initialised from `config.seed` (as every run starts)."""
+  return call_with_config(models.factory(config.model.name), _options(config.model), "model",
+                          rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
 
 
 # --- PRNG keys inside model state (dropout streams) are stored as raw key data. ---------------
@@ -153,9 +160,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   task = tasks.get(config.task.name)(config)
   train_ds = data.get(config.data.name)(config.data, config.data.train_split)
 
-  def make_model():
-    return call_with_config(models.factory(config.model.name), _options(config.model), "model",
-                            rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
+  make_model = functools.partial(build_model, config)
   abstract_model = nnx.eval_shape(make_model)
   abstract_model.train()
   graphdef_train, _, abstract_rest = nnx.split(abstract_model, nnx.Param, ...)
