@@ -6,7 +6,7 @@ params) against the official PyTorch code (eager and torch.compile, bf16 autocas
     # CPU smoke run:  --image_size=64 --train_batch=8 --infer_batch=8 --steps=3 --tiny
 
 Model FLOP utilisation = (3 x forward FLOPs for training, 1 x for inference) x images/s / peak,
-with forward FLOPs = 2 x MACs from ml_pipelines.flops and --peak_tflops (H100 SXM bf16 dense: 989).
+with forward FLOPs = 2 x MACs from ml_pipelines.jobs.flops and --peak_tflops (H100 SXM bf16 dense: 989).
 The official code is looked up in third_party/{dilateformer,pslt}/ (git-ignored; see
 tests/fixtures/backbones/make_fixtures.py) and skipped with a note when absent.
 """
@@ -56,7 +56,7 @@ def _timeit(fn, steps):
 
 
 def bench_ours(name, args):
-  model = models.get(name, **_kw(name, args))
+  model = models.build(name, **_kw(name, args))
   tx = nnx.Optimizer(model, optax.adamw(1e-3, weight_decay=0.05), wrt=nnx.Param)
   xb = jnp.asarray(np.random.default_rng(0).normal(size=(args.train_batch, args.image_size,
                                                              args.image_size, 3)), jnp.float32)

@@ -22,8 +22,8 @@ import jax
 import numba
 import numpy as np
 
-from ml_pipelines import hamming
-from ml_pipelines.multi_index import MultiIndex
+from ml_pipelines.search import hamming
+from ml_pipelines.search.multi_index import MultiIndex
 
 
 def make_codes(kind, n, nq, bits, rng):

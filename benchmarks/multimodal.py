@@ -31,16 +31,15 @@ from flax import nnx
 
 import models
 import optim
-from ml_pipelines import config as config_lib
+from ml_pipelines.trainer import config as config_lib
 from ml_pipelines import tasks
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_step(config, dtype):
   task = tasks.get("multimodal")(config)
   kw = {k: v for k, v in config.model.items() if k != "name"}
-  model = models.get(config.model.name, dtype=dtype, rngs=nnx.Rngs(0), **kw)
+  model = models.build(config.model.name, dtype=dtype, rngs=nnx.Rngs(0), **kw)
   model.train()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   params, rest = nnx.to_pure_dict(params), nnx.to_pure_dict(rest)

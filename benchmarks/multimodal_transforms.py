@@ -27,7 +27,7 @@ import optim
 def param_tree(classes: int = 6):
   enc = {}
   for m, cin in (("audio", 1), ("visual", 3)):
-    net = models.get("resnet18", in_channels=cin, num_classes=None, rngs=nnx.Rngs(0))
+    net = models.build("resnet18", in_channels=cin, num_classes=None, rngs=nnx.Rngs(0))
     enc[f"{m}_encoder"] = nnx.to_pure_dict(nnx.state(net, nnx.Param))
   r = np.random.default_rng(0)
   f = lambda *s: jnp.asarray(r.normal(size=s) * 0.01, jnp.float32)

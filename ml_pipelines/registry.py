@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import pkgutil
 from typing import Any, Callable
 
@@ -52,3 +53,24 @@ class Registry:
       hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
       raise KeyError(f"Unknown {self.kind} {name!r}.{hint} Known: {', '.join(self.names())}.")
     return self._entries[name]
+
+
+def unknown_options(options, valid, what: str) -> None:
+  """Raises KeyError naming each key of `options` not in `valid`, with the closest valid names."""
+  valid = sorted(valid)
+  msgs = []
+  for key in sorted(set(options) - set(valid)):
+    close = difflib.get_close_matches(key, valid, n=3)
+    msgs.append(f"Unknown {what} option {key!r}." +
+                (f" Did you mean {', '.join(map(repr, close))}?" if close else ""))
+  if msgs:
+    raise KeyError(" ".join(msgs) + f" Valid: {', '.join(valid)}.")
+
+
+def call_checked(fn: Callable[..., Any], options: dict, what: str, **fixed) -> Any:
+  """`fn(**fixed, **options)`; an option `fn` does not take fails with the closest names."""
+  target = fn.__init__ if inspect.isclass(fn) else fn
+  params = inspect.signature(target).parameters
+  if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    unknown_options(options, [n for n in params if n not in fixed and n != "self"], what)
+  return fn(**fixed, **options)

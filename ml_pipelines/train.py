@@ -15,9 +15,7 @@ The flow, top to bottom (see docs/extending.md for the extension points):
 from __future__ import annotations
 
 import argparse
-import difflib
 import functools
-import inspect
 import os
 import sys
 import time
@@ -31,43 +29,18 @@ from flax import nnx
 
 import models
 import optim
-from ml_pipelines import checkpoint as checkpoint_lib
-from ml_pipelines import config as config_lib
+from ml_pipelines.trainer import checkpoint as checkpoint_lib
+from ml_pipelines.trainer import config as config_lib
 from ml_pipelines import data
-from ml_pipelines import input_pipeline
-from ml_pipelines import sharding
+from ml_pipelines.data import pipeline as input_pipeline
+from ml_pipelines.trainer import sharding
 from ml_pipelines import tasks
-from ml_pipelines.metrics_writer import MetricsWriter
+from ml_pipelines.trainer.metrics_writer import MetricsWriter
 from optim.chain import schedule as lr_schedule
 
 
 class NonFiniteLossError(FloatingPointError):
   pass
-
-
-def call_with_config(fn: Callable, options: dict, what: str, **fixed):
-  """Calls `fn(**fixed, **options)`; an option `fn` does not take fails with the closest names."""
-  target = fn.__init__ if inspect.isclass(fn) else fn
-  params = inspect.signature(target).parameters
-  if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-    valid = [n for n in params if n not in fixed and n != "self"]
-    for key in options:
-      if key not in params:
-        close = difflib.get_close_matches(key, valid, n=3)
-        raise KeyError(f"Unknown {what} option {key!r}." +
-                       (f" Did you mean {', '.join(map(repr, close))}?" if close else "") +
-                       f" Valid: {', '.join(valid)}.")
-  return fn(**fixed, **options)
-
-
-def _options(block) -> dict:
-  return {k: v for k, v in block.to_dict().items() if k != "name"}
-
-
-def build_model(config) -> nnx.Module:
-  """The model `config.model` names, initialised from `config.seed` (as every run starts)."""
-  return call_with_config(models.factory(config.model.name), _options(config.model), "model",
-                          rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
 
 
 # --- PRNG keys inside model state (dropout streams) are stored as raw key data. ---------------
@@ -160,7 +133,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   task = tasks.get(config.task.name)(config)
   train_ds = data.get(config.data.name)(config.data, config.data.train_split)
 
-  make_model = functools.partial(build_model, config)
+  make_model = functools.partial(models.build, config.model, seed=config.seed)
   abstract_model = nnx.eval_shape(make_model)
   abstract_model.train()
   graphdef_train, _, abstract_rest = nnx.split(abstract_model, nnx.Param, ...)

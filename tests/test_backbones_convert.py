@@ -21,9 +21,9 @@ from models.vit import ViT
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "backbones")
 
 BUILD = {
-    "dilateformer": lambda: models.get("dilateformer_tiny", embed_dim=6, depths=(1, 2, 1, 1),
+    "dilateformer": lambda: models.build("dilateformer_tiny", embed_dim=6, depths=(1, 2, 1, 1),
                                        num_heads=(3, 3, 6, 6), num_classes=5, drop_path=0.0),
-    "pslt": lambda: models.get("pslt", embed_dim=6, conv_depths=(2, 1), depths=(2, 1),
+    "pslt": lambda: models.build("pslt", embed_dim=6, conv_depths=(2, 1), depths=(2, 1),
                                num_heads=(2, 2), img_size=224, num_classes=5),
     "resnet_basic": lambda: ResNet("basic", (1, 1, 1, 1), width=8, num_classes=5,
                                    rngs=nnx.Rngs(0)),

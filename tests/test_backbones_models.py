@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 import models
-from ml_pipelines import flops
+from ml_pipelines.jobs import flops
 from ml_pipelines.data import augment
 from models import dilateformer
 
@@ -52,7 +52,7 @@ def test_params_flops_and_shapes(name):
     ("pslt", dict(embed_dim=6, depths=(1, 1), conv_depths=(1, 1), img_size=64), 64, 32),
 ])
 def test_feature_map_shapes(name, kw, size, stride):
-  model = nnx.eval_shape(lambda: models.get(name, num_classes=7, **kw))
+  model = nnx.eval_shape(lambda: models.build(name, num_classes=7, **kw))
   x = jax.ShapeDtypeStruct((3, size, size, 3), jnp.float32)
   fmap = nnx.eval_shape(lambda m, v: m.features(v), model, x)
   logits = nnx.eval_shape(lambda m, v: m(v), model, x)
@@ -61,7 +61,7 @@ def test_feature_map_shapes(name, kw, size, stride):
 
 
 def test_num_classes_none_returns_pooled_features():
-  m = models.get("resnet18", width=4, num_classes=None)
+  m = models.build("resnet18", width=4, num_classes=None)
   out = m(jnp.ones((1, 32, 32, 3)))
   np.testing.assert_allclose(out, m.features(jnp.ones((1, 32, 32, 3))).mean(axis=(1, 2)), rtol=1e-6)
 

@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ml_pipelines import config as config_lib
+from ml_pipelines.trainer import config as config_lib
 from ml_pipelines import train
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ("resnet", "vit", "dilateformer", "pslt")
 

@@ -2,9 +2,7 @@
 import numpy as np
 import pytest
 
-from ml_pipelines import hamming
-
-
+from ml_pipelines.search import hamming
 def _reference(q_bits, db_bits, k):
   d = (q_bits[:, None, :] != db_bits[None, :, :]).sum(-1)
   order = np.argsort(d, axis=1, kind="stable")[:, :k]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml_pipelines import prep_hashing
+from ml_pipelines.prep import hashing as prep_hashing
 from ml_pipelines.data import hashing_data
 
 

@@ -39,15 +39,15 @@ def test_channel_attention_matches_loops():
 def test_code_layouts_and_exchnet_head():
   from flax import nnx
   for bits, global_bits, local_bits in ((12, 6, 2), (32, 17, 5), (48, 24, 8)):
-    m = nnx.eval_shape(lambda: models.get("semicon", bits=bits, backbone="tiny", in_channels=1,
+    m = nnx.eval_shape(lambda: models.build("semicon", bits=bits, backbone="tiny", in_channels=1,
                                           width=8))
     assert m.global_hash.out_features == global_bits
     assert [h.out_features for h in m.local_hash] == [local_bits] * 3
-  dmih = nnx.eval_shape(lambda: models.get("dmih", bits=10, num_blocks=3, backbone="tiny",
+  dmih = nnx.eval_shape(lambda: models.build("dmih", bits=10, num_blocks=3, backbone="tiny",
                                            in_channels=1, width=8))
   assert [h.out_features for h in dmih.heads] == [4, 3, 3]  # multi_index.split_bits(10, 3)
   x = jnp.asarray(np.random.default_rng(2).random((2, 8, 8, 1)), jnp.float32)
-  ex = models.get("exchnet", bits=12, backbone="tiny", in_channels=1, width=8)
+  ex = models.build("exchnet", bits=12, backbone="tiny", in_channels=1, width=8)
   ex.eval()
 
   @nnx.jit

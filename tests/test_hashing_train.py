@@ -8,9 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from ml_pipelines import config as config_lib
+from ml_pipelines.trainer import config as config_lib
 from ml_pipelines import train
-
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs", "hashing")
 
 
@@ -46,7 +45,7 @@ def test_method_trains_through_trainer(method, tmp_path):
   assert out["eval/buckets@r2"] >= 1.0
   assert os.path.exists(tmp_path / "pr_curve_4.png")
   if method == "dmih":  # the exported codes, indexed and queried through the CLI, give eval's mAP
-    from ml_pipelines import hash_index
+    from ml_pipelines.search import hash_index
     db = np.load(tmp_path / "codes" / "database.npz")
     np.testing.assert_array_equal(db["codes"], np.where(v >= 0, 1.0, -1.0))
     hash_index.main(["build", f"--codes={tmp_path}/codes/database.npz",

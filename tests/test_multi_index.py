@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from ml_pipelines import hamming
-from ml_pipelines.multi_index import MultiIndex, split_bits
+from ml_pipelines.search import hamming
+from ml_pipelines.search.multi_index import MultiIndex, split_bits
 
 
 def _data(bits, n, seed, nq=6):
@@ -71,7 +71,7 @@ def test_single_table_is_bucket_search_within_radius():
 
 
 def test_hash_index_cli_build_and_query(tmp_path, capsys):
-  from ml_pipelines import hash_index
+  from ml_pipelines.search import hash_index
   rng = np.random.default_rng(5)
   centres = rng.integers(0, 2, (4, 32))
   y = rng.integers(0, 4, 400)

@@ -7,10 +7,8 @@ the test labels, computed here from the labels alone. The trained visual encoder
 import numpy as np
 
 from ml_pipelines import data
-from ml_pipelines import multimodal_demo as demo
+from ml_pipelines.jobs import multimodal_demo as demo
 from ml_pipelines import train
-
-
 def test_linear_probe_on_muted_and_trained_encoders(tmp_path):
   config = demo.config_for("visual_only", epochs=1, width=8, workdir=str(tmp_path))
   config.eval_batch_size = 200  # divides over the test session's 8 CPU devices

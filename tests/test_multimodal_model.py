@@ -9,14 +9,14 @@ from flax import nnx
 import models
 from losses import multimodal as mml
 from ml_pipelines import data
-from ml_pipelines import config as config_lib
+from ml_pipelines.trainer import config as config_lib
 from ml_pipelines.tasks import multimodal as task_lib
 
 B, C = 4, 5
 
 
 def _model(fusion, **kw):
-  return models.get("av_small", num_classes=C, fusion=fusion, width=4, depths=(1, 0, 0, 0),
+  return models.build("av_small", num_classes=C, fusion=fusion, width=4, depths=(1, 0, 0, 0),
                     rngs=nnx.Rngs(0), **kw)
 
 
@@ -232,7 +232,7 @@ def test_gblending_reestimates_weights_from_generalisation_and_overfitting():
 
 def test_umt_teacher_features_and_distillation_loss():
   student = _model("concat")
-  teacher_model = models.get("av_small", num_classes=C, fusion="concat", width=4,
+  teacher_model = models.build("av_small", num_classes=C, fusion="concat", width=4,
                              depths=(1, 0, 0, 0), rngs=nnx.Rngs(7))
   r = np.random.default_rng(3)
   for path, var in nnx.iter_graph(teacher_model):   # non-trivial running statistics

@@ -4,12 +4,10 @@ import os
 import numpy as np
 import pytest
 
-from ml_pipelines import config as config_lib
+from ml_pipelines.trainer import config as config_lib
 from ml_pipelines import data
-from ml_pipelines import prep_av
+from ml_pipelines.prep import av as prep_av
 from ml_pipelines import train
-
-
 def test_spectrogram_shape_and_brute_force_dft():
   x = np.random.default_rng(0).uniform(-0.5, 0.5, 22050).astype(np.float32)  # 1 s, tiled to 3 s
   s = prep_av.spectrogram(x)

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from ml_pipelines import config as config_lib
-from ml_pipelines import prep_av
+from ml_pipelines.trainer import config as config_lib
+from ml_pipelines.prep import av as prep_av
 from ml_pipelines import train
 from test_multimodal_prep import _fake_crema
 
@@ -71,7 +71,7 @@ def test_umt_distils_from_unimodal_teacher_runs(dataset, tmp_path, request):
   result = train.train_and_evaluate(c, str(tmp_path / "umt"))
   assert int(result["state"]["step"]) == 2 and np.isfinite(result["eval/accuracy"])
   # the stored teachers are the unimodal runs' encoders
-  from ml_pipelines import checkpoint
+  from ml_pipelines.trainer import checkpoint
   _, visual_run = checkpoint.load_latest_arrays(str(tmp_path / "visual"))
   np.testing.assert_array_equal(
       np.asarray(result["state"]["extra"]["umt"]["visual"]["params"]["conv1"]["kernel"]),

@@ -8,8 +8,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import optim
-from ml_pipelines import sharding
-
+from ml_pipelines.trainer import sharding
 GROUPS = {"audio": "^audio_", "visual": "^visual_"}
 B, C = 8, 6
 

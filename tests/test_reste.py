@@ -139,7 +139,7 @@ def test_models_register_and_layer_counts():
   counts = {"bnn_resnet20": 18, "bnn_resnet18": 16, "bnn_vgg_small": 5}
   for name, n in counts.items():
     assert models.factory(name).__module__ == "models.binary"
-    abstract = nnx.eval_shape(lambda: models.get(name, width=2, in_channels=1, **(
+    abstract = nnx.eval_shape(lambda: models.build(name, width=2, in_channels=1, **(
         {"image_size": 8} if name == "bnn_vgg_small" else {})))
     assert len(binary.binary_layers(abstract)) == n
     assert sum(isinstance(m, nnx.Conv) for _, m in nnx.iter_graph(abstract)) == {
@@ -149,7 +149,8 @@ def test_models_register_and_layer_counts():
 @pytest.mark.slow
 def test_bnn_trains_through_trainer(tmp_path):
   """A few SGD steps of a narrow VGG-small on digits: o is scheduled and logged, indicators reported."""
-  from ml_pipelines import config as config_lib, train
+  from ml_pipelines.trainer import config as config_lib
+  from ml_pipelines import train
   cfg = config_lib.load("configs/bnn/bnn_vgg_small.py:digits")
   cfg.model.width = 4
   cfg.total_steps, cfg.log_every, cfg.eval_every, cfg.checkpoint_every = 4, 2, 4, 0

@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from ml_pipelines import retrieval_metrics as rm
-
+from ml_pipelines.evaluators import retrieval as rm
 # 4-bit database and queries; labels A, B, C multi-hot.
 DB = np.array([[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0], [1, 1, 1, 1], [0, 0, 1, 1]])
 DB_LABELS = np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0], [1, 0, 0], [0, 1, 0]])

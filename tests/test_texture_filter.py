@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import jax.numpy as jnp
 
-from ml_pipelines import texture_filter as tf
+from ml_pipelines.jobs import texture_filter as tf
 from tests import texture_reference as ref
 
 

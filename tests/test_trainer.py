@@ -8,11 +8,11 @@ import numpy as np
 import optax
 import pytest
 
-from ml_pipelines import checkpoint as checkpoint_lib
-from ml_pipelines import config as config_lib
+from ml_pipelines.trainer import checkpoint as checkpoint_lib
+from ml_pipelines.trainer import config as config_lib
 from ml_pipelines import data
-from ml_pipelines import input_pipeline
-from ml_pipelines import sharding
+from ml_pipelines.data import pipeline as input_pipeline
+from ml_pipelines.trainer import sharding
 from ml_pipelines import train
 from optim import chain
 
@@ -302,9 +302,7 @@ def test_parameter_ema_follows_the_trained_trajectory(tmp_path):
   import models
   from flax import nnx
   c = cfg(1)
-  p0 = nnx.to_pure_dict(nnx.state(models.factory(c.model.name)(
-      **{k: v for k, v in c.model.items() if k != "name"},
-      rngs=nnx.Rngs(params=c.seed, dropout=c.seed + 1)), nnx.Param))
+  p0 = nnx.to_pure_dict(nnx.state(models.build(c.model, seed=c.seed), nnx.Param))
   expected = jax.tree_util.tree_map(
       lambda a, b, e: d * (d * np.asarray(a) + (1 - d) * np.asarray(b)) + (1 - d) * np.asarray(e),
       p0, p1, p2)

@@ -3,7 +3,7 @@ paper's algorithm and the official MATLAB structure (RewindL/pyramid_texture_fil
 tests/test_texture_filter.py and benchmarks/texture_filter.py.
 
 Images are float64 HxWxC. Everything is loops over pixels or window offsets; nothing is shared with
-ml_pipelines/texture_filter.py.
+ml_pipelines/jobs/texture_filter.py.
 """
 from __future__ import annotations
 

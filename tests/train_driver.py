@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def main():
   out, argv = sys.argv[1], sys.argv[2:]
-  from ml_pipelines import config as config_lib
+  from ml_pipelines.trainer import config as config_lib
   from ml_pipelines import train
   args, overrides = train.parse_args(argv)
   train.initialize_distributed(args)

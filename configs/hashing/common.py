@@ -2,7 +2,7 @@
 
 Datasets (first argument): `digits` (embedded demo, tiny backbone), `cifar10` (ADSH protocol),
 `cub` (CUB-200-2011), `nus_wide`, `coco`, `market1501`, `duke`, `cuhk03` (prepared records under
-`data_dir`, see `python -m ml_pipelines.prep_hashing --help`). Paper-scale defaults follow
+`data_dir`, see `python -m ml_pipelines.prep.hashing --help`). Paper-scale defaults follow
 /work/shared/papers/hashing.md; `digits` is sized to train in seconds on a CPU.
 """
 import ml_collections

@@ -2,7 +2,7 @@
 
 Datasets: `demo` (synthetic `av_demo`, tiny `av_small` model, trains in seconds on a CPU), `cremad`
 (CREMA-D, 6 classes, 257x188 spectrograms, 1 frame) and `kinetics_sounds` (31 classes, 3 frames),
-both prepared with `python -m ml_pipelines.prep_av` into `data_dir`. Fusions: sum, concat, film,
+both prepared with `python -m ml_pipelines.prep.av` into `data_dir`. Fusions: sum, concat, film,
 gated. Paper schedules are in epochs; `steps(epochs)` converts with the dataset's steps per epoch
 (floor(N_train / batch), drop_last). Paper defaults: /work/shared/papers/multimodal.md.
 """

@@ -4,7 +4,7 @@ losses (`w_k ~ G_k / O_k^2`, normalised; ml_pipelines/tasks/multimodal.py). Equa
 first two estimates exist. Training recipe as OGM-GE.
 
 The held-out split is av_demo's `val` on the demo. CREMA-D and Kinetics-Sounds as prepared by
-`ml_pipelines.prep_av` have only train and test, so the config falls back to `test` there -- prepare
+`ml_pipelines.prep.av` have only train and test, so the config falls back to `test` there -- prepare
 a validation split and set `--config.task.gblending_val_split=val` for a clean protocol.
 
     python -m ml_pipelines.train --config=configs/multimodal/gblending.py:demo,concat --workdir=/tmp/gb

@@ -20,7 +20,6 @@ import functools
 import numpy as np
 
 from ml_pipelines import data
-
 DEFAULTS = dict(num_classes=10, train_size=2000, test_size=500, val_size=500, freq=16, time=16,
                 frames=2, size=16, audio_reliability=0.85, visual_signal=0.25, seed=0)
 SPLITS = ("train", "test", "val")

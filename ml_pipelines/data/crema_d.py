@@ -1,4 +1,4 @@
-"""CREMA-D and Kinetics-Sounds, read from the ArrayRecord files `python -m ml_pipelines.prep_av` writes.
+"""CREMA-D and Kinetics-Sounds, read from the ArrayRecord files `python -m ml_pipelines.prep.av` writes.
 
 Each record: `audio` [F, T, 1] float32 log-magnitude spectrogram (OGM-GE recipe, see prep_av),
 `visual` [frames, S, S, 3] uint8 frames, `label` int32. Frames become float32 normalised with the
@@ -34,7 +34,7 @@ def _builder(name):
   def build(config, split: str) -> data.Dataset:
     d = config.get("data_dir", f"data/{name}")
     source = records.RecordSource(
-        d, split, prepare_hint=f"python -m ml_pipelines.prep_av --dataset={name} --raw_dir=RAW "
+        d, split, prepare_hint=f"python -m ml_pipelines.prep.av --dataset={name} --raw_dir=RAW "
                                f"--out_dir={d}")
     spec = data.spec_of(_normalise(source[0]))
     return data.Dataset(source=source, element_spec=spec, preprocess=_train,

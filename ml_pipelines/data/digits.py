@@ -6,8 +6,6 @@ fixed 80/20 partition: "train" (1,437) and "test" (360).
 import numpy as np
 
 from ml_pipelines import data
-
-
 def _arrays(split: str) -> dict[str, np.ndarray]:
   from sklearn.datasets import load_digits
   digits = load_digits()

@@ -12,7 +12,7 @@ Registered:
 - `cub_retrieval`: TFDS `caltech_birds2011`, SEMICON protocol: query = official test split,
   database = train split.
 - `hashing_records`: manual-directory sets (NUS-WIDE, MS-COCO, Market-1501, DukeMTMC-reID, CUHK03)
-  written as ArrayRecord by `python -m ml_pipelines.prep_hashing`; splits as prepared
+  written as ArrayRecord by `python -m ml_pipelines.prep.hashing`; splits as prepared
   (`database`/`query`, and for re-ID `train`/`query`/`gallery`).
 """
 from __future__ import annotations
@@ -155,10 +155,10 @@ def cub_retrieval(config, split: str) -> data.Dataset:
 # --- manual-directory sets (ArrayRecord) -----------------------------------------------------------
 @data.register("hashing_records")
 def hashing_records(config, split: str) -> data.Dataset:
-  """Records written by `ml_pipelines.prep_hashing` under `config.data_dir`: `image` uint8
+  """Records written by `ml_pipelines.prep.hashing` under `config.data_dir`: `image` uint8
   [S, S, 3] and `labels`; labels of the whole split in `labels_<split>.npy`."""
   directory = config.get("data_dir")
-  hint = ("python -m ml_pipelines.prep_hashing --format=list|reid --source_dir=SRC "
+  hint = ("python -m ml_pipelines.prep.hashing --format=list|reid --source_dir=SRC "
           f"--out_dir={directory}")
   if not directory or not os.path.isdir(directory):
     raise FileNotFoundError(f"Hashing records directory {directory!r} does not exist. "

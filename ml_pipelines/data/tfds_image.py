@@ -10,7 +10,6 @@ import os
 import numpy as np
 
 from ml_pipelines import data
-
 PREPARE = ("pip install -e '.[prep]' && python -c \"import tensorflow_datasets as tfds; "
            "tfds.builder('{name}', data_dir='{dir}').download_and_prepare()\"")
 MEAN_STD = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),

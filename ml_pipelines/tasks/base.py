@@ -12,12 +12,18 @@ import jax
 import numpy as np
 from flax import nnx
 
+from ml_pipelines.registry import unknown_options
+
 
 class Task:
-  """Base class. Subclasses override `loss` and usually `eval_metrics`."""
+  """Base class. Subclasses override `loss` and usually `eval_metrics`, and list the options they
+  read from `config.task` in `OPTIONS`; any other key fails with the closest valid names."""
+  OPTIONS: frozenset[str] = frozenset()
 
   def __init__(self, config):
     self.config = config  # the whole run config; task options live in config.task
+    unknown_options([k for k in config.task.keys() if k != "name"], self.OPTIONS,
+                    f"{config.task.name!r} task")
 
   def init_extra(self, env, rng: jax.Array, params: Any) -> Any:
     """Method state that lives outside the network (codes, anchors, projectors), or None.

@@ -14,7 +14,6 @@ Options (config.task): label_smoothing, indicator_examples (default 256), image_
 """
 from __future__ import annotations
 
-import difflib
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +26,6 @@ from ml_pipelines import tasks
 from ml_pipelines.tasks.base import Task
 from models import binary
 
-OPTIONS = {"name", "label_smoothing", "indicator_examples", "image_key", "label_key"}
 
 
 def progress(step, total_steps: int):
@@ -37,14 +35,11 @@ def progress(step, total_steps: int):
 
 @tasks.register("bnn_classification")
 class BnnClassification(Task):
+  OPTIONS = frozenset({"label_smoothing", "indicator_examples", "image_key", "label_key"})
 
   def __init__(self, config):
     super().__init__(config)
     t = config.task
-    unknown = set(t.keys()) - OPTIONS
-    if unknown:
-      raise KeyError("; ".join(f"Unknown task option {k!r}. Did you mean "
-                               f"{difflib.get_close_matches(k, OPTIONS)}?" for k in sorted(unknown)))
     self.smoothing = float(t.get("label_smoothing", 0.0))
     self.indicator_examples = int(t.get("indicator_examples", 256))
     self.image_key = t.get("image_key", "image")
@@ -79,9 +74,7 @@ class BnnClassification(Task):
             np.stack([e[self.label_key] for e in examples]).astype(np.int32))
 
   def _build_indicator_fn(self):
-    opts = {k: v for k, v in self.config.model.items() if k != "name"}
-    abstract = nnx.eval_shape(lambda: models.factory(self.config.model.name)(
-        rngs=nnx.Rngs(params=0, dropout=1), **opts))
+    abstract = nnx.eval_shape(lambda: models.build(self.config.model))
     abstract.train()
     graphdef = nnx.graphdef(abstract)
     paths = list(binary.binary_layers(abstract))

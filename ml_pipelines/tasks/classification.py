@@ -12,21 +12,13 @@ from losses import classification as cls
 from ml_pipelines import tasks
 from ml_pipelines.tasks.base import Task
 
-OPTIONS = {"name", "label_smoothing", "mixup_alpha", "cutmix_alpha", "image_key", "label_key"}
-
-
 @tasks.register("classification")
 class Classification(Task):
+  OPTIONS = frozenset({"label_smoothing", "mixup_alpha", "cutmix_alpha", "image_key", "label_key"})
 
   def __init__(self, config):
     super().__init__(config)
     t = config.task
-    unknown = set(t.keys()) - OPTIONS
-    if unknown:
-      import difflib
-      raise KeyError("; ".join(
-          f"Unknown task option {k!r}. Did you mean {difflib.get_close_matches(k, OPTIONS)}?"
-          for k in sorted(unknown)))
     self.smoothing = float(t.get("label_smoothing", 0.0))
     self.mixup_alpha = float(t.get("mixup_alpha", 0.0))
     self.cutmix_alpha = float(t.get("cutmix_alpha", 0.0))

@@ -18,7 +18,7 @@ the precision-recall curve saved as `pr_curve_<step>.png` in `env.workdir` when 
 provides it, else in the task option `plot_dir` (no plot when neither is set). The same directory
 gets `codes/database.npz` (the database codes V, labels) and `codes/queries.npz` (the query split's
 codes sign(F(x)), labels) of the newest evaluation: the input of
-`python -m ml_pipelines.hash_index build / query`.
+`python -m ml_pipelines.search.hash_index build / query`.
 
 Per method (`config.task.name`):
 - `adsh`: the ADSH loss.
@@ -37,19 +37,19 @@ Per method (`config.task.name`):
 """
 from __future__ import annotations
 
-import difflib
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from losses import hashing as hl
-from ml_pipelines import sharding
+from ml_pipelines.trainer import sharding
 from ml_pipelines import tasks
 from ml_pipelines.tasks.base import Task
 
-COMMON = {"name", "gamma", "outer_steps", "v_init", "topk", "radius", "loss_scale", "plot_dir"}
+COMMON = {"gamma", "outer_steps", "v_init", "topk", "radius", "loss_scale", "plot_dir"}
 METHOD_OPTIONS = {
     "adsh": set(),
     "exchnet": {"sp_weight", "ch_weight", "align_weight", "align_start", "ch_margin"},
@@ -59,25 +59,19 @@ METHOD_OPTIONS = {
 }
 
 
-def _check_options(task_cfg, method):
-  valid = COMMON | METHOD_OPTIONS[method]
-  unknown = sorted(set(task_cfg.keys()) - valid)
-  if unknown:
-    raise KeyError("; ".join(f"Unknown {method} task option {k!r}. Did you mean "
-                             f"{difflib.get_close_matches(k, valid)}? Valid: {sorted(valid)}"
-                             for k in unknown))
-
-
 class _Hashing(Task):
   """ADSH's asymmetric loop; subclasses change the loss and the query codes."""
   method = "adsh"
   default_v_init = "zeros"
   default_scale = "1"
 
+  @property
+  def OPTIONS(self):  # noqa: N802 -- the task contract's name for the option list
+    return frozenset(COMMON | METHOD_OPTIONS[self.method])
+
   def __init__(self, config):
     super().__init__(config)
     t = config.task
-    _check_options(t, self.method)
     self.bits = int(config.model.bits)
     self.gamma = float(t.get("gamma", 200.0))
     self.outer_steps = int(t.get("outer_steps", 94))
@@ -169,8 +163,9 @@ class _Hashing(Task):
     return None
 
   def evaluate(self, env, state):
-    from ml_pipelines import hamming, multi_index
-    from ml_pipelines import retrieval_metrics as rm
+    from ml_pipelines.search import hamming
+    from ml_pipelines.search import multi_index
+    from ml_pipelines.evaluators import retrieval as rm
     q = env.predict(state, self.query_outputs, split=self.config.data.eval_split)
     db_codes = np.where(np.asarray(state["extra"]["V"]) >= 0, 1.0, -1.0).astype(np.float32)
     db_labels = np.asarray(state["extra"]["db_labels"])
@@ -196,8 +191,8 @@ class _Hashing(Task):
 
   def radius_metrics(self, q, db_codes, db_labels, index):
     """Precision / recall within the radius (D1's metric) and buckets a multi-index probes."""
-    from ml_pipelines import hamming
-    from ml_pipelines import retrieval_metrics as rm
+    from ml_pipelines.search import hamming
+    from ml_pipelines.evaluators import retrieval as rm
     p, r = rm.precision_recall_at_radius(q["code"], db_codes, q["labels"], db_labels,
                                          radius=self.radius)
     buckets = index.radius_search(hamming.pack_bits(q["code"]), self.radius)[3]
@@ -241,8 +236,7 @@ class ExchNet(_Hashing):
 
   def _feature_dim(self):
     import models
-    model = jax.eval_shape(lambda: models.get(self.config.model.name, **{
-        k: v for k, v in self.config.model.to_dict().items() if k != "name"}))
+    model = nnx.eval_shape(lambda: models.build(self.config.model))
     return model.feature_dim
 
   def codes(self, model, batch, rng, extra, step):
@@ -296,7 +290,7 @@ class DMIH(_Hashing):
     return u, self.sami_weight * sami, {"sami": sami}, {}
 
   def block_bits(self):
-    from ml_pipelines import multi_index
+    from ml_pipelines.search import multi_index
     return multi_index.split_bits(self.bits, self.num_blocks)
 
 
@@ -342,7 +336,7 @@ class MCH(_Hashing):
 
   def radius_metrics(self, q, db_codes, db_labels, index):
     """Union of the radius balls of the kept region codes; buckets summed over kept codes."""
-    from ml_pipelines import hamming
+    from ml_pipelines.search import hamming
     nq, r = q["keep"].shape
     rel = (q["labels"] @ db_labels.T) > 0
     found = [set() for _ in range(nq)]

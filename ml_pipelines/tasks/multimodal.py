@@ -32,7 +32,6 @@ evaluate: `accuracy` (fused), `audio_accuracy`, `visual_accuracy` (argmax of mod
 """
 from __future__ import annotations
 
-import difflib
 
 import jax
 import jax.numpy as jnp
@@ -46,9 +45,9 @@ from ml_pipelines.tasks.base import Task
 from optim import mie as mie_lib
 from optim import paths as paths_lib
 
-OPTIONS = {"name", "unimodal_loss_weight", "grad_terms", "pmr_alpha", "pmr_momentum",
+OPTIONS = frozenset({"unimodal_loss_weight", "grad_terms", "pmr_alpha", "pmr_momentum",
            "gblending_weights", "gblending_every", "gblending_val_split", "umt_teachers",
-           "umt_weight", "mute_modality", "mie_stage_steps", "mie_mixup_alpha"}
+           "umt_weight", "mute_modality", "mie_stage_steps", "mie_mixup_alpha"})
 MODALITIES = ("audio", "visual")
 
 
@@ -62,15 +61,11 @@ def _deep_merge(a: dict, b: dict) -> dict:
 
 @tasks.register("multimodal")
 class Multimodal(Task):
+  OPTIONS = OPTIONS
 
   def __init__(self, config):
     super().__init__(config)
     t = config.task
-    unknown = set(t.keys()) - OPTIONS
-    if unknown:
-      raise KeyError("; ".join(
-          f"Unknown task option {k!r}. Did you mean {difflib.get_close_matches(k, OPTIONS)}?"
-          for k in sorted(unknown)))
     self.uni_w = float(t.get("unimodal_loss_weight", 0.0))
     self.grad_terms = bool(t.get("grad_terms", False))
     self.pmr_alpha = float(t.get("pmr_alpha", 0.0))
@@ -108,7 +103,7 @@ class Multimodal(Task):
   @staticmethod
   def _load_teacher(modality, workdir):
     """The `<modality>_encoder` parameters and (float) batch statistics of a finished run."""
-    from ml_pipelines import checkpoint
+    from ml_pipelines.trainer import checkpoint
     step, saved = checkpoint.load_latest_arrays(workdir)
     name = f"{modality}_encoder"
     floats = lambda tree: jax.tree_util.tree_map(

@@ -1,7 +1,7 @@
 """Embedded deep-hashing demo: trains ADSH, ExchNet, SEMICON, DMIH and MCH on scikit-learn's digits
 (200 queries / 1,597 database images, no download) through the trainer and prints one table.
 
-    python -m ml_pipelines.hashing_demo [--bits=12] [--workdir=/tmp/hashing_demo] [--methods=adsh,mch]
+    python -m ml_pipelines.jobs.hashing_demo [--bits=12] [--workdir=/tmp/hashing_demo] [--methods=adsh,mch]
         [--cpu_devices=N]
 
 Each method uses `configs/hashing/<method>.py:digits,<bits>` (tiny backbone, 12 outer iterations).
@@ -25,9 +25,8 @@ def main(argv=None) -> None:
   import jax
   if args.cpu_devices:
     jax.config.update("jax_num_cpu_devices", args.cpu_devices)
-  from ml_pipelines import config as config_lib
+  from ml_pipelines.trainer import config as config_lib
   from ml_pipelines import train
-
   root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                       "hashing")
   rows = []

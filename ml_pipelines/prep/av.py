@@ -1,8 +1,8 @@
 """Prepare CREMA-D / Kinetics-Sounds into ArrayRecord files (read by ml_pipelines/data/crema_d.py).
 
-    python -m ml_pipelines.prep_av --dataset=crema_d --raw_dir=RAW --out_dir=data/crema_d
+    python -m ml_pipelines.prep.av --dataset=crema_d --raw_dir=RAW --out_dir=data/crema_d
         [--train_list=train.csv --test_list=test.csv] [--frames=1] [--image_size=224]
-    python -m ml_pipelines.prep_av --dataset=kinetics_sounds --raw_dir=RAW --out_dir=data/kinetics_sounds
+    python -m ml_pipelines.prep.av --dataset=kinetics_sounds --raw_dir=RAW --out_dir=data/kinetics_sounds
 
 Raw layouts (those of the OGM-GE preprocessing):
 - crema_d: RAW/AudioWAV/<clip>.wav (16 kHz) and RAW/<frames_dir, default "frames">/<clip>/*.jpg

@@ -21,8 +21,8 @@ early (fewer than `levels`) when a level would be smaller than 2 pixels.
 Modes (CLI): smoothing (R), detail (I + 2 (I - R), clipped), abstraction (R quantised to 8 levels and
 darkened along its edges), halftone (inverse halftoning: R; sigma_r defaults to 0.09 for this mode).
 
-    python -m ml_pipelines.texture_filter IN.png OUT.png --sigma_s 5 --sigma_r 0.05 --levels 11
-    python -m ml_pipelines.texture_filter --demo DIR      # scikit-image photographs, before/after
+    python -m ml_pipelines.jobs.texture_filter IN.png OUT.png --sigma_s 5 --sigma_r 0.05 --levels 11
+    python -m ml_pipelines.jobs.texture_filter --demo DIR      # scikit-image photographs, before/after
 """
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ def demo(outdir: str, max_side: int = 256) -> list[str]:
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog="python -m ml_pipelines.texture_filter",
+  p = argparse.ArgumentParser(prog="python -m ml_pipelines.jobs.texture_filter",
                               description="Pyramid texture filtering (SIGGRAPH 2023).")
   p.add_argument("input", nargs="?")
   p.add_argument("output", nargs="?")

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml_pipelines import hamming
-
+from ml_pipelines.search import hamming
 _QUERY_CHUNK = 256
 
 

@@ -1,12 +1,12 @@
 """Prepares manual-download retrieval sets as ArrayRecord for the `hashing_records` dataset.
 
     # NUS-WIDE (21 concepts) / MS-COCO, from ADSH/DeepHash-style lists "relative/path.jpg 0 1 0 ...":
-    python -m ml_pipelines.prep_hashing --format=list --source_dir=~/nus_wide/images \
+    python -m ml_pipelines.prep.hashing --format=list --source_dir=~/nus_wide/images \
         --database_list=~/nus_wide/database.txt --query_list=~/nus_wide/test.txt \
         --out_dir=data/nus_wide [--image_size=224]
     # Person re-ID (Market-1501, DukeMTMC-reID, CUHK03-NP): the standard folder layout with
     # bounding_box_train/, query/, bounding_box_test/ and names "PID_cC...jpg":
-    python -m ml_pipelines.prep_hashing --format=reid --source_dir=~/Market-1501-v15.09.15 \
+    python -m ml_pipelines.prep.hashing --format=reid --source_dir=~/Market-1501-v15.09.15 \
         --out_dir=data/market1501
 
 Writes `<out_dir>/<split>.array_record-*` with examples {"image": uint8 [S, S, 3], "labels": float32

@@ -5,11 +5,11 @@ output) and optionally ``labels`` (multi-hot ``[N, L]`` or class ids ``[N]``). E
 hashing run writes both files of its newest model into ``WORKDIR/codes/`` (the learned database
 codes V and the query split's codes), so a trained run is indexed and queried with
 
-  python -m ml_pipelines.hash_index build --codes=WORKDIR/codes/database.npz --index=db_index.npz
-  python -m ml_pipelines.hash_index query --index=db_index.npz --codes=WORKDIR/codes/queries.npz
+  python -m ml_pipelines.search.hash_index build --codes=WORKDIR/codes/database.npz --index=db_index.npz
+  python -m ml_pipelines.search.hash_index query --index=db_index.npz --codes=WORKDIR/codes/queries.npz
 
-  python -m ml_pipelines.hash_index build --codes=db.npz --index=db_index.npz [--m=4 | --blocks=16,16,32]
-  python -m ml_pipelines.hash_index query --index=db_index.npz --codes=queries.npz --k=100 \
+  python -m ml_pipelines.search.hash_index build --codes=db.npz --index=db_index.npz [--m=4 | --blocks=16,16,32]
+  python -m ml_pipelines.search.hash_index query --index=db_index.npz --codes=queries.npz --k=100 \
       [--radius=2] [--out=results.npz]
 
 ``query`` prints queries/s and buckets probed per query, checks the first queries against a linear
@@ -23,8 +23,9 @@ import time
 
 import numpy as np
 
-from ml_pipelines import hamming, retrieval_metrics
-from ml_pipelines.multi_index import MultiIndex
+from ml_pipelines.search import hamming
+from ml_pipelines.evaluators import retrieval as retrieval_metrics
+from ml_pipelines.search.multi_index import MultiIndex
 
 
 def build(codes_path, index_path, m=None, blocks=None) -> MultiIndex:

@@ -19,9 +19,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from ml_pipelines import config as config_lib
-
-
+from ml_pipelines.trainer import config as config_lib
 def load_latest_arrays(workdir: str) -> tuple[int, Any]:
   """(step, state) of the newest checkpoint in another run's workdir, as host NumPy arrays.
 

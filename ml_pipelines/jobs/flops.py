@@ -7,7 +7,7 @@ output elements x (input channels / groups) x kernel window, recursing into ever
 remat, custom_vjp, scan bodies times their length). No device run is needed (the model is traced
 with abstract inputs), so it works for the largest variants on a laptop.
 
-`python -m ml_pipelines.flops` prints the parameter / GFLOPs table for every registered backbone.
+`python -m ml_pipelines.jobs.flops` prints the parameter / GFLOPs table for every registered backbone.
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def param_count(model: nnx.Module) -> int:
 def abstract_model(name: str, **overrides) -> nnx.Module:
   """The model with abstract (shape-only) parameters: nothing is initialised."""
   import models
-  return nnx.eval_shape(lambda: models.get(name, **overrides))
+  return nnx.eval_shape(lambda: models.build(name, **overrides))
 
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "vit_b16", "vit_l16", "dilateformer_tiny",

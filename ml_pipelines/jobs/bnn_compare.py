@@ -4,7 +4,7 @@ Trains the same binary network once per estimator through the shared trainer and
 test accuracy, estimating error (sum_layers ||surrogate(w) - sign(w)||_2) and gradient stability
 (sum_layers Var(|dL/dw|)), both measured by the `bnn_classification` task at the final step.
 
-    python -m ml_pipelines.bnn_compare --model=bnn_resnet20 --estimators=ste,clipped_ste,reste
+    python -m ml_pipelines.jobs.bnn_compare --model=bnn_resnet20 --estimators=ste,clipped_ste,reste
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import tempfile
 
 def compare(model: str, estimators: list[str], steps: int, seed: int, workdir: str,
             width: int | None = None) -> list[dict]:
-  from ml_pipelines import config as config_lib, train
+  from ml_pipelines.trainer import config as config_lib
+  from ml_pipelines import train
   rows = []
   for est in estimators:
     cfg = config_lib.load(f"configs/bnn/{model}.py:digits")
@@ -42,7 +43,7 @@ def table(model: str, rows: list[dict]) -> str:
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m ml_pipelines.bnn_compare")
+  p = argparse.ArgumentParser(prog="python -m ml_pipelines.jobs.bnn_compare")
   p.add_argument("--model", default="bnn_resnet20",
                  choices=["bnn_resnet20", "bnn_resnet18", "bnn_vgg_small"])
   p.add_argument("--estimators", default="ste,clipped_ste,reste")

@@ -9,7 +9,7 @@ slice of the fusion layer). "probe" columns are linear probes: a multinomial log
 the frozen encoder's pooled features, fitted on the train split and scored on the test split. The
 head says how the trained model uses a modality; the probe says what its encoder has learned.
 
-    python -m ml_pipelines.multimodal_demo [--workdir=workdirs/multimodal_demo] [--epochs=6]
+    python -m ml_pipelines.jobs.multimodal_demo [--workdir=workdirs/multimodal_demo] [--epochs=6]
         [--methods=vanilla,ogm_ge,...] [--cpu_devices=N]
 
 Each method uses `configs/multimodal/<method>.py:demo,concat` (av_small, SGD lr 0.01, batch 64).
@@ -31,7 +31,7 @@ UNIMODAL = {"audio_only": "visual", "visual_only": "audio"}  # reference run: th
 
 def config_for(method: str, epochs: int, width: int, workdir: str):
   from configs.multimodal import common
-  from ml_pipelines import config as config_lib
+  from ml_pipelines.trainer import config as config_lib
   c = config_lib.load(f"configs/multimodal/{'vanilla' if method in UNIMODAL else method}.py"
                       ":demo,concat")
   if method in UNIMODAL:
@@ -79,8 +79,9 @@ def probe_accuracies(config, state, batch: int = 250) -> dict[str, float]:
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler
 
-  from ml_pipelines import data, train
-  model = nnx.eval_shape(lambda: train.build_model(config))
+  from ml_pipelines import data
+  import models
+  model = nnx.eval_shape(lambda: models.build(config.model, seed=config.seed))
   model.eval()
   graphdef = nnx.graphdef(model)
   mute = config.task.get("mute_modality", "") or ""
@@ -169,7 +170,7 @@ def main(argv=None) -> None:
   print(md)
   print(f"total {total:.0f} s")
   with open(os.path.join(args.workdir, "results.md"), "w") as f:
-    f.write(md + f"\n\nTotal {total:.0f} s; `python -m ml_pipelines.multimodal_demo "
+    f.write(md + f"\n\nTotal {total:.0f} s; `python -m ml_pipelines.jobs.multimodal_demo "
             f"--epochs={args.epochs} --width={args.width}`\n")
   plot(all_curves, os.path.join(args.workdir, "curves.png"))
   print(f"\ntable:       {args.workdir}/results.md\nplot:        {args.workdir}/curves.png "

@@ -33,8 +33,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ml_pipelines import hamming
-
+from ml_pipelines.search import hamming
 MAX_SUBSTRING_BITS = 62
 
 
