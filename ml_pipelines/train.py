@@ -30,6 +30,7 @@ from flax import nnx
 import models
 import optim
 from ml_pipelines.trainer import checkpoint as checkpoint_lib
+from ml_pipelines.trainer import init_from
 from ml_pipelines.trainer import config as config_lib
 from ml_pipelines import data
 from ml_pipelines.data import pipeline as input_pipeline
@@ -60,8 +61,9 @@ def _load_keys(tree, key_mask):
 class Env:
   """What a task's host-side hooks may use: config, mesh, datasets and a whole-split `predict`."""
 
-  def __init__(self, config, mesh, graphdef_eval, key_mask):
+  def __init__(self, config, mesh, graphdef_eval, key_mask, workdir: str):
     self.config = config
+    self.workdir = workdir  # where the run writes: tasks put plots and exports here
     self.mesh = mesh
     self._graphdef_eval = graphdef_eval
     self._key_mask = key_mask
@@ -140,7 +142,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   abstract_model.eval()
   graphdef_eval = nnx.graphdef(abstract_model)
   key_mask = jax.tree_util.tree_map(_is_key, nnx.to_pure_dict(abstract_rest))
-  env = Env(config, mesh, graphdef_eval, key_mask)
+  env = Env(config, mesh, graphdef_eval, key_mask, workdir)
   env._datasets[config.data.train_split] = train_ds
 
   # 2. Optimizer and the sharded initial state.
@@ -186,6 +188,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   if restored is not None:
     state, start_step = restored.state, restored.step
     print(f"Resumed from step {start_step} of {ckpt.directory}", flush=True)
+  elif config.get("init_from"):  # pretrained weights, once at step 0 (a resumed run has its own)
+    state = init_from.apply(config.init_from, state, shardings)
 
   # 4. The pure, jitted, donated train step.
   def train_step(state, batch):
