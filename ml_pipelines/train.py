@@ -6,15 +6,21 @@
     JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, or --distributed=auto on TPU/SLURM.
 
 The flow, top to bottom (see docs/extending.md for the extension points):
-  1. config -> mesh -> task -> datasets -> model split once into (graphdef, params, rest)
-  2. optax chain; train state {step, params, rest, opt_state, rng, extra, bad_step}, sharded by rules
-  3. restore the newest readable checkpoint of the workdir if there is one (onto any mesh)
-  4. loop: batch -> jitted, donated train_step -> task.after_step -> log / eval / checkpoint
-  5. final evaluation, curves PNG, summary
+  1. config -> stages -> mesh -> task per stage -> datasets -> model split once
+  2. variables {params, rest} created in their shardings; `init_from` loads pretrained ones at step 0
+  3. per stage: params split into trainable `params` and `frozen`, the stage's optax chain over the
+     trainable part, its jitted, donated train step; state {step, params, frozen, rest, opt_state,
+     rng, extra, bad_step[, ema_params]}
+  4. restore the newest readable checkpoint of the workdir, onto any mesh, in the structure of the
+     stage it resumes in
+  5. loop: stage switch at its known step -> batch -> train_step -> task.after_step -> log / eval /
+     checkpoint
+  6. final evaluation, curves PNG, summary
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import sys
@@ -29,13 +35,15 @@ from flax import nnx
 
 import models
 import optim
-from ml_pipelines.trainer import checkpoint as checkpoint_lib
-from ml_pipelines.trainer import init_from
-from ml_pipelines.trainer import config as config_lib
 from ml_pipelines import data
-from ml_pipelines.data import pipeline as input_pipeline
-from ml_pipelines.trainer import sharding
 from ml_pipelines import tasks
+from ml_pipelines.data import pipeline as input_pipeline
+from ml_pipelines.trainer import checkpoint as checkpoint_lib
+from ml_pipelines.trainer import config as config_lib
+from ml_pipelines.trainer import init_from
+from ml_pipelines.trainer import partition
+from ml_pipelines.trainer import sharding
+from ml_pipelines.trainer import stages as stages_lib
 from ml_pipelines.trainer.metrics_writer import MetricsWriter
 from optim.chain import schedule as lr_schedule
 
@@ -58,13 +66,22 @@ def _load_keys(tree, key_mask):
                                 tree, key_mask)
 
 
+def all_finite(tree) -> jax.Array:
+  """True iff every floating entry of `tree` is finite."""
+  leaves = [x.ravel().astype(jnp.float32) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.isfinite(jnp.concatenate(leaves))) if leaves else jnp.array(True)
+
+
 class Env:
-  """What a task's host-side hooks may use: config, mesh, datasets and a whole-split `predict`."""
+  """What a task's host-side hooks may use: config, mesh, workdir, datasets, constants and a
+  whole-split `predict`."""
 
   def __init__(self, config, mesh, graphdef_eval, key_mask, workdir: str):
     self.config = config
-    self.workdir = workdir  # where the run writes: tasks put plots and exports here
     self.mesh = mesh
+    self.workdir = workdir  # where the run writes: tasks put plots and exports here
+    self.constants: dict[str, jax.Array] = {}  # Task.constants, on the devices once
     self._graphdef_eval = graphdef_eval
     self._key_mask = key_mask
     self._datasets: dict[str, data.Dataset] = {}
@@ -76,12 +93,17 @@ class Env:
       self._datasets[split] = builder(self.config.data, split)
     return self._datasets[split]
 
+  @staticmethod
+  def variables(state) -> tuple[dict, dict]:
+    """(every parameter, trainable and frozen, in one dict; the rest) of a train state."""
+    return partition.merge(state["params"], state["frozen"]), state["rest"]
+
   def predict(self, state, fn: Callable, split: str, indices=None) -> dict[str, np.ndarray]:
     """Runs jitted `fn(model_in_eval_mode, batch)` over every example of `split` once, in order."""
     if fn not in self._predict_fns:
-      def apply(params, rest, batch):
+      def apply(params, rest, batch, constants):
         model = nnx.merge(self._graphdef_eval, params, _load_keys(rest, self._key_mask))
-        out = dict(fn(model, batch))
+        out = dict(fn(model, {**batch, **constants}))
         out["index"] = batch["index"]
         out["mask"] = batch["mask"]
         return out
@@ -89,9 +111,10 @@ class Env:
     apply = self._predict_fns[fn]
     dataset = self.dataset(split)
     bsh = sharding.batch_sharding(self.mesh)
+    params, rest = self.variables(state)
     pieces = []
     for local in input_pipeline.eval_batches(dataset, self.config.eval_batch_size, indices):
-      out = apply(state["params"], state["rest"], input_pipeline.to_global(local, bsh))
+      out = apply(params, rest, input_pipeline.to_global(local, bsh), self.constants)
       pieces.append(_to_host(out))
     merged = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
     keep = merged.pop("mask").astype(bool)
@@ -105,148 +128,276 @@ def _to_host(tree):
   return jax.tree_util.tree_map(np.asarray, tree)
 
 
-def _with_ema(init_state: Callable) -> Callable:
-  """Adds `ema_params`, a copy of the initial parameters, to the state `init_state` builds."""
-  def init():
-    state = init_state()
-    return {**state, "ema_params": jax.tree_util.tree_map(jnp.copy, state["params"])}
-  return init
+def _subtree(tree: dict, path: tuple) -> Any:
+  for key in path:
+    tree = tree[key]
+  return tree
 
 
-def _all_finite(tree) -> jax.Array:
-  """One reduction over all floating leaves (a reduction per leaf costs XLA:CPU a kernel per shape,
-  minutes of compile time for a transformer's few hundred shapes)."""
-  leaves = [x.ravel().astype(jnp.float32) for x in jax.tree_util.tree_leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.isfinite(jnp.concatenate(leaves))) if leaves else jnp.array(True)
+@dataclasses.dataclass
+class StageProgram:
+  """What one stage runs: its task, parameter partition, optax chain, state shardings, train step."""
+  stage: stages_lib.Stage
+  task: Any
+  mask: Any  # bool tree over every parameter: True = trainable in this stage
+  tx: optax.GradientTransformation
+  shardings: dict
+  train_step: Callable  # jitted (state, global batch, constants) -> (state, metrics)
+
+
+class Run:
+  """A run's fixed parts (mesh, stages, data, model split, variable shardings) and, per stage, its
+  `StageProgram`. `train_and_evaluate` drives it; tests and benchmarks lower its train steps."""
+
+  def __init__(self, config, workdir: str):
+    config_lib.check_keys(config)
+    self.config = config
+    self.stages = stages_lib.build(config)
+    self.total_steps = self.stages[-1].end
+    self.mesh = sharding.build_mesh(config.mesh)
+    sharding.check_batch_sizes(self.mesh, batch_size=config.batch_size,
+                               eval_batch_size=config.eval_batch_size)
+    self.tasks = [tasks.get(s.config.task.name)(s.config) for s in self.stages]
+    self.train_ds = data.get(config.data.name)(config.data, config.data.train_split)
+    self.ema_decay = float(config.get("ema_decay", 0.0))
+
+    # The model, split once (the mode lives in the graphdef, not in a flag).
+    self.make_model = functools.partial(models.build, config.model, seed=config.seed)
+    self.abstract_model = nnx.eval_shape(self.make_model)
+    self.abstract_model.eval()
+    graphdef_eval = nnx.graphdef(self.abstract_model)
+    self.abstract_model.train()
+    _, abstract_params, abstract_rest = nnx.split(self.abstract_model, nnx.Param, ...)
+    self.key_mask = jax.tree_util.tree_map(_is_key, nnx.to_pure_dict(abstract_rest))
+    self.env = Env(config, self.mesh, graphdef_eval, self.key_mask, workdir)
+    self.env._datasets[config.data.train_split] = self.train_ds
+
+    rules = tuple(tuple(r) for r in config.sharding_rules)
+    self.repl = sharding.replicated(self.mesh)
+    self.batch_sharding = sharding.batch_sharding(self.mesh)
+    self.variable_shapes = jax.eval_shape(self._init_variables)
+    self.variable_shardings = {k: sharding.tree_shardings(v, rules, self.mesh)
+                               for k, v in self.variable_shapes.items()}
+    self._programs: dict[int, StageProgram] = {}
+    self._extra_shapes = None
+
+  def _init_variables(self) -> dict[str, dict]:
+    model = self.make_model()
+    return {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param)),
+            "rest": _store_keys(nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param))))}
+
+  def init_variables(self) -> dict[str, dict]:
+    """The model's initial {params, rest}, created directly in their shardings."""
+    return jax.jit(self._init_variables, out_shardings=self.variable_shardings)()
+
+  # --- one stage -------------------------------------------------------------------------------
+  def program(self, index: int) -> StageProgram:
+    if index not in self._programs:
+      self._programs[index] = self._build_program(self.stages[index], self.tasks[index])
+    return self._programs[index]
+
+  def _train_graphdef(self, mask, freeze_batch_stats: bool):
+    """The train-mode graphdef; with `freeze_batch_stats`, BatchNorm layers whose parameters are
+    all frozen run on (and keep) their running statistics."""
+    model = self.abstract_model
+    model.train()
+    if freeze_batch_stats:
+      for path, module in nnx.iter_modules(model):
+        if isinstance(module, nnx.BatchNorm) and not any(
+            jax.tree_util.tree_leaves(_subtree(mask, tuple(str(p) for p in path)))):
+          module.use_running_average = True
+    graphdef = nnx.graphdef(model)
+    model.train()
+    return graphdef
+
+  def _build_program(self, stage: stages_lib.Stage, task) -> StageProgram:
+    c = stage.config.optimizer
+    mask = partition.trainable_mask(self.variable_shapes["params"], c.get("trainable"),
+                                    c.get("freeze"))
+    if not any(jax.tree_util.tree_leaves(mask)):
+      raise ValueError(f"Stage {stage.name!r}: optimizer.trainable={c.get('trainable')!r} / "
+                       f"freeze={c.get('freeze')!r} leave no parameter to train.")
+    graphdef_train = self._train_graphdef(mask, bool(c.get("freeze_batch_stats", False)))
+    tx = optim.build(c, stage.steps, stage.count_offset)
+    learning_rate = lr_schedule(c, stage.steps)
+    key_mask, ema_decay = self.key_mask, self.ema_decay
+
+    def train_step(state, batch, constants):
+      step = state["step"]
+      rng = jax.random.fold_in(state["rng"], step)
+      rest = _load_keys(state["rest"], key_mask)
+      batch = {**batch, **constants}
+
+      def loss_fn(params, rest):
+        model = nnx.merge(graphdef_train, partition.merge(params, state["frozen"]), rest)
+        loss, aux = task.loss(model, batch, rng, state["extra"], step)
+        return loss, (aux, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param))))
+
+      # One forward pass; the total loss and each named term in aux["grad_terms"] get their own
+      # backward pass through the same VJP (MMPareto-style methods need per-term gradients).
+      # Only the trainable parameters are differentiated.
+      def outputs(params):
+        loss, (aux, new_rest) = loss_fn(params, rest)
+        return (loss, aux.get("grad_terms", {})), (aux, new_rest)
+
+      (loss, terms), vjp_fn, (aux, new_rest) = jax.vjp(outputs, state["params"], has_aux=True)
+      zeros = jax.tree_util.tree_map(jnp.zeros_like, terms)
+      (grads,) = vjp_fn((jnp.ones_like(loss), zeros))
+      extra_args = dict(aux.get("tx_args", {}))
+      if terms:
+        extra_args["term_grads"] = {
+            name: vjp_fn((jnp.zeros_like(loss), {**zeros, name: jnp.ones_like(t)}))[0]
+            for name, t in terms.items()}
+
+      def grad_fn(params):  # same batch, same RNG, batch statistics left as they were
+        return jax.grad(lambda p: loss_fn(p, rest)[0])(params)
+
+      updates, opt_state = tx.update(grads, state["opt_state"], state["params"], grad_fn=grad_fn,
+                                     step=step, rng=rng, **extra_args)
+      new = {"params": optax.apply_updates(state["params"], updates),
+             "rest": _store_keys(new_rest), "opt_state": opt_state,
+             "extra": aux.get("extra", state["extra"])}
+      if ema_decay:  # model EMA (timm ModelEma, used by DeiT): ema <- d * ema + (1 - d) * params
+        new["ema_params"] = optax.incremental_update(new["params"], state["ema_params"],
+                                                     1.0 - ema_decay)
+      finite = jnp.isfinite(loss) & all_finite(grads) & all_finite(new["params"])
+      old = {k: state[k] for k in new}
+      new = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
+      new.update(step=step + 1, rng=state["rng"], frozen=state["frozen"],
+                 bad_step=jnp.where((state["bad_step"] < 0) & ~finite, step, state["bad_step"]))
+      metrics = {"train/loss": loss, "train/learning_rate": learning_rate(step - stage.start),
+                 **{f"train/{k}": v for k, v in aux.get("metrics", {}).items()}}
+      return new, metrics
+
+    shardings = self._state_shardings(mask, tx)
+    const_sh = jax.tree_util.tree_map(lambda _: self.repl, self.env.constants)
+    step_fn = jax.jit(train_step, in_shardings=(shardings, self.batch_sharding, const_sh),
+                      out_shardings=(shardings, self.repl), donate_argnums=0)
+    return StageProgram(stage, task, mask, tx, shardings, step_fn)
+
+  def _state_shardings(self, mask, tx) -> dict:
+    params_sh, frozen_sh = partition.split(self.variable_shardings["params"], mask)
+    params_shapes, _ = partition.split(self.variable_shapes["params"], mask)
+    opt_shapes = jax.eval_shape(tx.init, params_shapes)
+    out = {"step": self.repl, "params": params_sh, "frozen": frozen_sh,
+           "rest": self.variable_shardings["rest"],
+           "opt_state": sharding.optimizer_state_shardings(tx, opt_shapes, params_shapes,
+                                                           params_sh, self.mesh),
+           "rng": self.repl, "bad_step": self.repl,
+           "extra": jax.tree_util.tree_map(lambda _: self.repl, self._extra_shapes)}
+    if self.ema_decay:
+      out["ema_params"] = params_sh
+    return out
+
+  # --- state ------------------------------------------------------------------------------------
+  def initial_state(self, variables: dict) -> dict:
+    """The state of stage 0 at step 0 from the model's variables; the task's extra is made here."""
+    prog0 = self.tasks[0]
+    params_all = variables["params"]
+    extra = prog0.init_extra(self.env, jax.random.fold_in(jax.random.PRNGKey(self.config.seed), 1),
+                             params_all)
+    extra = jax.device_put(extra, self.repl)
+    self._extra_shapes = jax.eval_shape(lambda: extra)
+    prog = self.program(0)
+    params, frozen = partition.split(params_all, prog.mask)
+    state = {"step": jnp.zeros([], jnp.int32), "params": params, "frozen": frozen,
+             "rest": variables["rest"], "opt_state": prog.tx.init(params),
+             "rng": jax.random.PRNGKey(self.config.seed), "bad_step": jnp.full([], -1, jnp.int32),
+             "extra": extra}
+    if self.ema_decay:
+      state["ema_params"] = jax.tree_util.tree_map(jnp.copy, params)
+    return jax.device_put(state, prog.shardings)
+
+  def abstract_state(self, step: int) -> dict:
+    """Shapes, dtypes and shardings of the state a checkpoint at `step` holds (its stage's)."""
+    prog = self.program(stages_lib.index_at(self.stages, step))
+    params, frozen = partition.split(self.variable_shapes["params"], prog.mask)
+    shapes = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params, "frozen": frozen,
+              "rest": self.variable_shapes["rest"], "opt_state": jax.eval_shape(prog.tx.init, params),
+              "rng": jax.eval_shape(lambda: jax.random.PRNGKey(0)),
+              "bad_step": jax.ShapeDtypeStruct((), jnp.int32), "extra": self._extra_shapes}
+    if self.ema_decay:
+      shapes["ema_params"] = params
+    return jax.tree_util.tree_map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, prog.shardings)
+
+  def enter_stage(self, state: dict, index: int) -> dict:
+    """The state re-partitioned for stage `index` (a fresh optimizer state unless it keeps the
+    previous one), resharded, after the task's `start_stage` hook."""
+    prog = self.program(index)
+    params_all, _ = self.env.variables(state)
+    params, frozen = partition.split(params_all, prog.mask)
+    if prog.stage.reset_optimizer:
+      opt_state = prog.tx.init(params)
+    else:
+      if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(state["params"]):
+        raise ValueError(f"Stage {prog.stage.name!r} keeps the optimizer state "
+                         f"(reset_optimizer=False) but trains other parameters than the stage "
+                         f"before it; set reset_optimizer=True.")
+      opt_state = state["opt_state"]
+    new = {**state, "params": params, "frozen": frozen, "opt_state": opt_state}
+    if self.ema_decay:  # newly trainable leaves start their average at their current value
+      new["ema_params"] = partition.split(partition.merge(state["ema_params"], state["frozen"]),
+                                          prog.mask)[0]
+    new = jax.device_put(new, prog.shardings)
+    return prog.task.start_stage(self.env, new, prog.stage)
+
+  def lower_train_step(self, index: int = 0):
+    """The stage's train step lowered on abstract inputs (for `.compile().memory_analysis()`)."""
+    if self._extra_shapes is None:
+      self.initial_state(jax.tree_util.tree_map(
+          lambda x, s: jnp.zeros(x.shape, x.dtype, device=s), self.variable_shapes,
+          self.variable_shardings))
+    prog = self.program(index)
+    spec = input_pipeline.batch_spec(self.train_ds)
+    batch = {k: jax.ShapeDtypeStruct((self.config.batch_size, *shape), dtype,
+                                     sharding=self.batch_sharding)
+             for k, (shape, dtype) in spec.items()}
+    return prog.train_step.lower(self.abstract_state(self.stages[index].start), batch,
+                                 self.env.constants)
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns final eval metrics
   and the final `state`."""
-  config_lib.check_keys(config)
+  # 1. Mesh, stages, tasks, data, model.
   os.makedirs(workdir, exist_ok=True)
-  total_steps = int(config.total_steps)
+  run = Run(config, workdir)
+  env, stages, total_steps = run.env, run.stages, run.total_steps
+  constants = run.tasks[0].constants(env)
+  if constants:  # task-wide arrays (a whole graph): on the devices once, never checkpointed
+    env.constants = jax.device_put(constants, run.repl)
 
-  # 1. Mesh, task, data, model (split once; the mode lives in the graphdef, not in a flag).
-  mesh = sharding.build_mesh(config.mesh)
-  sharding.check_batch_sizes(mesh, batch_size=config.batch_size,
-                             eval_batch_size=config.eval_batch_size)
-  task = tasks.get(config.task.name)(config)
-  train_ds = data.get(config.data.name)(config.data, config.data.train_split)
+  # 2. The initial state of stage 0 (pretrained weights once, at step 0).
+  variables = run.init_variables()
+  state = run.initial_state(variables)
 
-  make_model = functools.partial(models.build, config.model, seed=config.seed)
-  abstract_model = nnx.eval_shape(make_model)
-  abstract_model.train()
-  graphdef_train, _, abstract_rest = nnx.split(abstract_model, nnx.Param, ...)
-  abstract_model.eval()
-  graphdef_eval = nnx.graphdef(abstract_model)
-  key_mask = jax.tree_util.tree_map(_is_key, nnx.to_pure_dict(abstract_rest))
-  env = Env(config, mesh, graphdef_eval, key_mask, workdir)
-  env._datasets[config.data.train_split] = train_ds
-
-  # 2. Optimizer and the sharded initial state.
-  tx = optim.build(config.optimizer, total_steps)
-  learning_rate = lr_schedule(config.optimizer, total_steps)
-  rules = tuple(tuple(r) for r in config.sharding_rules)
-
-  def init_state():
-    model = make_model()
-    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    rest = _store_keys(nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param))))
-    return {"step": jnp.zeros([], jnp.int32), "params": params, "rest": rest,
-            "opt_state": tx.init(params), "rng": jax.random.PRNGKey(config.seed),
-            "bad_step": jnp.full([], -1, jnp.int32)}
-
-  ema_decay = float(config.optimizer.get("ema_decay", 0.0))
-  if ema_decay:
-    init_state = _with_ema(init_state)
-
-  shapes = jax.eval_shape(init_state)
-  param_sh = sharding.tree_shardings(shapes["params"], rules, mesh)
-  repl = sharding.replicated(mesh)
-  shardings = {"step": repl, "params": param_sh,
-               "rest": sharding.tree_shardings(shapes["rest"], rules, mesh),
-               "opt_state": sharding.follow_params(shapes["opt_state"], shapes["params"], param_sh,
-                                                   mesh),
-               "rng": repl, "bad_step": repl}
-  if ema_decay:
-    shardings["ema_params"] = param_sh
-  state = jax.jit(init_state, out_shardings=shardings)()
-  extra = task.init_extra(env, jax.random.fold_in(jax.random.PRNGKey(config.seed), 1),
-                          state["params"])
-  state["extra"] = jax.device_put(extra, repl)
-  shardings["extra"] = jax.tree_util.tree_map(lambda _: repl, state["extra"])
-
-  # 3. Resume from the newest readable checkpoint, onto this mesh.
+  # 3. Resume from the newest readable checkpoint, onto this mesh, in its stage's structure.
   ckpt = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints,
                                      keep_period=config.get("keep_period", 0))
-  abstract = jax.tree_util.tree_map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
-  restored = ckpt.restore_latest(abstract, config)
+  restored = ckpt.restore_latest(run.abstract_state, config)
   start_step = 0
   if restored is not None:
     state, start_step = restored.state, restored.step
     print(f"Resumed from step {start_step} of {ckpt.directory}", flush=True)
-  elif config.get("init_from"):  # pretrained weights, once at step 0 (a resumed run has its own)
-    state = init_from.apply(config.init_from, state, shardings)
+  elif config.get("init_from"):
+    variables = init_from.apply(config.init_from, {"params": env.variables(state)[0],
+                                                   "rest": state["rest"]},
+                                run.variable_shardings)
+    params, frozen = partition.split(variables["params"], run.program(0).mask)
+    state = {**state, "params": params, "frozen": frozen, "rest": variables["rest"]}
+    if run.ema_decay:
+      state["ema_params"] = jax.tree_util.tree_map(jnp.copy, params)
+  prog = run.program(stages_lib.index_at(stages, start_step))
 
-  # 4. The pure, jitted, donated train step.
-  def train_step(state, batch):
-    step = state["step"]
-    rng = jax.random.fold_in(state["rng"], step)
-    rest = _load_keys(state["rest"], key_mask)
-
-    def loss_fn(params, rest):
-      model = nnx.merge(graphdef_train, params, rest)
-      loss, aux = task.loss(model, batch, rng, state["extra"], step)
-      return loss, (aux, nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.Param))))
-
-    # One forward pass; the total loss and each named term in aux["grad_terms"] get their own
-    # backward pass through the same VJP (MMPareto-style methods need per-term gradients).
-    def outputs(params):
-      loss, (aux, new_rest) = loss_fn(params, rest)
-      return (loss, aux.get("grad_terms", {})), (aux, new_rest)
-
-    (loss, terms), vjp_fn, (aux, new_rest) = jax.vjp(outputs, state["params"], has_aux=True)
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, terms)
-    (grads,) = vjp_fn((jnp.ones_like(loss), zeros))
-    extra_args = dict(aux.get("tx_args", {}))
-    if terms:
-      extra_args["term_grads"] = {
-          name: vjp_fn((jnp.zeros_like(loss), {**zeros, name: jnp.ones_like(t)}))[0]
-          for name, t in terms.items()}
-
-    def grad_fn(params):  # same batch, same RNG, batch statistics left as they were
-      return jax.grad(lambda p: loss_fn(p, rest)[0])(params)
-
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"], grad_fn=grad_fn,
-                                   step=step, rng=rng, **extra_args)
-    new = {"params": optax.apply_updates(state["params"], updates),
-           "rest": _store_keys(new_rest), "opt_state": opt_state,
-           "extra": aux.get("extra", state["extra"])}
-    if ema_decay:  # model EMA (timm ModelEma, used by DeiT): ema <- d * ema + (1 - d) * params
-      new["ema_params"] = jax.tree_util.tree_map(
-          lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema_params"], new["params"])
-    finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new["params"])
-    old = {k: state[k] for k in new}
-    new = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
-    new.update(step=step + 1, rng=state["rng"],
-               bad_step=jnp.where((state["bad_step"] < 0) & ~finite, step, state["bad_step"]))
-    metrics = {"train/loss": loss, "train/learning_rate": learning_rate(step),
-               **{f"train/{k}": v for k, v in aux.get("metrics", {}).items()}}
-    return new, metrics
-
-  batch_sharding = sharding.batch_sharding(mesh)
-  train_step = jax.jit(train_step, in_shardings=(shardings, batch_sharding),
-                       out_shardings=(shardings, repl), donate_argnums=0)
-  spec = input_pipeline.batch_spec(train_ds)
-  local_batch = config.batch_size // jax.process_count()
-  iterator = input_pipeline.train_iterator(train_ds, config.batch_size, config.seed, start_step)
+  iterator = input_pipeline.train_iterator(run.train_ds, config.batch_size, config.seed, start_step)
   if restored is not None and restored.data_state.get("next_index", start_step) != start_step:
     raise RuntimeError(f"Checkpoint data state {restored.data_state} does not match step "
                        f"{start_step}.")
-
+  if restored is None:
+    state = prog.task.start_stage(env, state, prog.stage)
+  spec = input_pipeline.batch_spec(run.train_ds)
+  local_batch = config.batch_size // jax.process_count()
   writer = MetricsWriter(workdir, total_steps, start_step)
 
   def guard(step: int):
@@ -261,33 +412,41 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                                f"{step}); training stopped, {where}.")
 
   def evaluate(step: int) -> dict[str, float]:
-    metrics = {f"eval/{k}": v for k, v in task.evaluate(env, state).items()}
-    if ema_decay:  # the same evaluation with the EMA parameters (batch statistics as trained)
+    metrics = {f"eval/{k}": v for k, v in prog.task.evaluate(env, state).items()}
+    if run.ema_decay:  # the same evaluation with the EMA parameters (batch statistics as trained)
       ema_state = {**state, "params": state["ema_params"]}
-      metrics.update({f"eval/ema_{k}": v for k, v in task.evaluate(env, ema_state).items()})
+      metrics.update({f"eval/ema_{k}": v for k, v in prog.task.evaluate(env, ema_state).items()})
     writer.write(step, metrics)
     return metrics
 
+  # 4. The loop; a stage ends after its last step (the next one's state is what gets saved).
   pending: list[dict] = []
   eval_metrics: dict[str, float] = {}
   t_start = time.time()
   for step in range(start_step, total_steps):
     local = next(iterator)
     input_pipeline.check_batch(local, spec, local_batch, where=f"training batch {step}")
-    state, metrics = train_step(state, input_pipeline.to_global(local, batch_sharding))
+    state, metrics = prog.train_step(state, input_pipeline.to_global(local, run.batch_sharding),
+                                     env.constants)
     pending.append(metrics)
-    state = task.after_step(env, state, step + 1)
+    state = prog.task.after_step(env, state, step + 1)
     done = step + 1
     last = done == total_steps
-    if done % config.log_every == 0 or last:
+    stage_end = done == prog.stage.end
+    if done % config.log_every == 0 or last or stage_end:
       guard(done)
       mean = {k: float(np.mean([float(m[k]) for m in pending])) for k in pending[0]}
       pending = []
       writer.write(done, mean)
       writer.progress(done, mean)
-    if config.eval_every and (done % config.eval_every == 0 or last):
+    if config.eval_every and (done % config.eval_every == 0 or last or stage_end):
       eval_metrics = evaluate(done)
       writer.progress(done, eval_metrics)
+    if stage_end and not last:
+      prog = run.program(prog.stage.index + 1)
+      print(f"Stage {prog.stage.name!r} ({prog.stage.index + 1}/{len(stages)}) starts at step "
+            f"{done}.", flush=True)
+      state = run.enter_stage(state, prog.stage.index)
     if config.checkpoint_every and (done % config.checkpoint_every == 0 or last):
       guard(done)
       ckpt.save(done, state, iterator.get_state(), config)
@@ -301,7 +460,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   if jax.process_index() == 0:
     width = max(len(k) for k in eval_metrics) if eval_metrics else 10
     print(f"\nFinished {total_steps} steps in {time.time() - t_start:.1f}s "
-          f"({len(jax.devices())} devices, mesh {dict(mesh.shape)}).")
+          f"({len(jax.devices())} devices, mesh {dict(run.mesh.shape)}).")
     for k, v in sorted(eval_metrics.items()):
       print(f"  {k:<{width}}  {v:.4f}")
     print(f"  metrics:     {writer.jsonl_path}\n  tensorboard: {writer.tb_dir}\n"

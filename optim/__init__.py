@@ -15,7 +15,7 @@ names = _REGISTRY.names
 get = _REGISTRY.get
 
 
-def build(config, total_steps: int):
+def build(config, total_steps: int, count_offset: int = 0):
   """The optax chain a config's `optimizer` block describes (see `optim.chain`)."""
   from optim.chain import build_chain
-  return build_chain(config, total_steps)
+  return build_chain(config, total_steps, count_offset)

@@ -1,34 +1,33 @@
 """The optax chain a config's `optimizer` block describes.
 
     clip_grad_norm -> method transforms (config order) -> base optimizer with schedule
-    -> zero updates of params matching `freeze`
+
+The chain sees the trainable parameters only: `trainable` / `freeze` (path regexes) partition the
+parameters before the optimizer is built (`ml_pipelines.trainer.partition`), so frozen weights get
+no gradient and no optimizer state. `freeze_batch_stats` makes BatchNorm layers whose parameters are
+all frozen run on their running statistics during training (as a frozen feature extractor should).
 
 Weight decay acts on params whose path matches `weight_decay_mask` (all if unset): as L2 added to
-the gradient before the base optimizer for sgd/adam (PyTorch's `weight_decay`), decoupled after it
-for adamw.
-
-`ema_decay` (> 0) makes the trainer keep an exponential moving average of the parameters and
-evaluate it beside the trained ones (`eval/ema_*`); it is not part of the chain.
+the gradient before the base optimizer for sgd/adam (PyTorch's `weight_decay`), decoupled for adamw
+(`optax.adamw`'s masked decay, Loshchilov & Hutter 2019, Alg. 2 l. 12).
 
 Method transforms see raw gradients (modulation, masks and SAM act on gradients, as in the papers)
 and receive the trainer's extra args (`grad_fn`, `step`, `rng`, the task's `tx_args`).
 """
 from __future__ import annotations
 
-import difflib
-
 import jax
-import jax.numpy as jnp
 import optax
 
 import optim
+from ml_pipelines.registry import unknown_options
 from optim import paths
 
 BASE = ("sgd", "adam", "adamw")
 OPTION_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "decay_boundaries",
                          "decay_factor", "end_factor", "momentum", "nesterov", "b1", "b2", "eps",
-                         "weight_decay", "weight_decay_mask", "freeze", "clip_grad_norm",
-                         "param_groups", "transforms", "ema_decay"})
+                         "weight_decay", "weight_decay_mask", "trainable", "freeze",
+                         "freeze_batch_stats", "clip_grad_norm", "param_groups", "transforms"})
 
 
 def schedule(c, total_steps: int) -> optax.Schedule:
@@ -51,12 +50,15 @@ def schedule(c, total_steps: int) -> optax.Schedule:
   return main
 
 
-def _base(c, lr) -> optax.GradientTransformation:
+def _base(c, lr, wd: float, decay_mask) -> optax.GradientTransformation:
   name = c.name
   if name == "sgd":
     return optax.sgd(lr, momentum=c.get("momentum", 0.9) or None, nesterov=c.get("nesterov", False))
-  if name in ("adam", "adamw"):
-    return optax.adam(lr, b1=c.get("b1", 0.9), b2=c.get("b2", 0.999), eps=c.get("eps", 1e-8))
+  betas = dict(b1=c.get("b1", 0.9), b2=c.get("b2", 0.999), eps=c.get("eps", 1e-8))
+  if name == "adam":
+    return optax.adam(lr, **betas)
+  if name == "adamw":
+    return optax.adamw(lr, weight_decay=wd, mask=decay_mask, **betas)
   raise ValueError(f"Unknown optimizer {name!r}; use one of {BASE}.")
 
 
@@ -64,16 +66,16 @@ def _method_options(c, name: str) -> dict:
   return dict(c[name]) if name in c else {}
 
 
-def build_chain(c, total_steps: int) -> optax.GradientTransformationExtraArgs:
+def build_chain(c, total_steps: int, count_offset: int = 0
+                ) -> optax.GradientTransformationExtraArgs:
+  """The chain for `total_steps` updates; `count_offset` updates were already counted by the state
+  it continues (a stage that keeps the previous stage's optimizer state), so its schedule starts
+  at its own step 0."""
   transforms = tuple(c.get("transforms", ()))
-  unknown = set(c.keys()) - OPTION_KEYS - set(transforms)
-  if unknown:
-    msgs = []
-    for k in sorted(unknown):
-      close = difflib.get_close_matches(k, sorted(OPTION_KEYS | set(transforms)), n=3)
-      msgs.append(f"Unknown optimizer key {k!r}." + (f" Did you mean {close}?" if close else ""))
-    raise KeyError(" ".join(msgs))
+  unknown_options(c.keys(), OPTION_KEYS | set(transforms), "optimizer")
   lr = schedule(c, total_steps)
+  if count_offset:
+    lr = lambda count, f=lr: f(count - count_offset)  # noqa: E731
   groups = dict(c.get("param_groups", {}))
   parts = []
   if c.get("clip_grad_norm"):
@@ -89,26 +91,5 @@ def build_chain(c, total_steps: int) -> optax.GradientTransformationExtraArgs:
   if wd and c.name != "adamw":
     # PyTorch SGD/Adam `weight_decay`: L2 added to the gradient before momentum / moments.
     parts.append(optax.add_decayed_weights(wd, mask=decay_mask))
-  parts.append(_base(c, lr))
-  if wd and c.name == "adamw":
-    parts.append(_decoupled_decay(wd, lr, decay_mask))
-  freeze_rx = c.get("freeze", None)
-  if freeze_rx:
-    parts.append(optax.masked(optax.set_to_zero(), lambda p: paths.match(p, freeze_rx)))
+  parts.append(_base(c, lr, wd, decay_mask))
   return optax.chain(*parts)
-
-
-def _decoupled_decay(wd: float, lr: optax.Schedule, mask) -> optax.GradientTransformation:
-  """AdamW's decoupled decay, `update -= lr(t) * wd * w` (Loshchilov & Hutter 2019, Alg. 2 l. 12)."""
-
-  def init_fn(params):
-    del params
-    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
-
-  def update_fn(updates, state, params=None):
-    step_lr = lr(state.count)
-    updates = jax.tree_util.tree_map(
-        lambda u, p, m: u - (step_lr * wd * p).astype(u.dtype) if m else u,
-        updates, params, mask(params))
-    return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
-  return optax.GradientTransformation(init_fn, update_fn)

@@ -33,7 +33,7 @@ def main():
     base.after_step = slow
   config = config_lib.override(config_lib.load(args.config), overrides)
   result = train.train_and_evaluate(config, args.workdir)
-  params = result["state"]["params"]
+  params = train.Env.variables(result["state"])[0]
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     params = multihost_utils.process_allgather(params, tiled=True)

@@ -3,7 +3,7 @@ Table 9) shared by every backbone config, on TFDS imagenet2012 or the embedded d
 
 AdamW, lr = base_lr * batch / 1024 (DeiT: 5e-4 per 512), linear warm-up then cosine, weight decay on
 kernels only, label smoothing 0.1, mixup 0.8 / cutmix 1.0 (one per batch), RandAugment m9 std 0.5,
-stochastic depth; model EMA off by default (DeiT's 0.99996: `--config.optimizer.ema_decay=0.99996`,
+stochastic depth; model EMA off by default (DeiT's 0.99996: `--config.ema_decay=0.99996`,
 evaluated beside the trained weights as `eval/ema_*`); bfloat16 compute with float32 parameters;
 `model.remat` for activation rematerialisation; fsdp rules that split every kernel (and position
 embeddings) over the fsdp axis.
@@ -46,5 +46,6 @@ def deit_config(model: str, arg: str | None, *, base_lr: float = 1e-3, weight_de
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=base_lr * c.batch_size / 1024, schedule="cosine",
       warmup_steps=warmup_epochs * steps_per_epoch, weight_decay=weight_decay,
-      weight_decay_mask="kernel$", ema_decay=0.0, transforms=()))
+      weight_decay_mask="kernel$", transforms=()))
+  c.ema_decay = 0.0
   return c

@@ -51,6 +51,17 @@ class Task:
     outputs = env.predict(state, self.eval_metrics, split=self.config.data.eval_split)
     return {k: float(np.mean(v)) for k, v in outputs.items() if k != "index"}
 
+  def constants(self, env) -> dict[str, np.ndarray] | None:
+    """Arrays every batch needs that are not examples (a whole graph), or None. The trainer puts
+    them on the devices once (replicated, never checkpointed) and adds them to every train and
+    eval batch under their names; they are jitted arguments, not constants baked into programs."""
+    return None
+
+  def start_stage(self, env, state, stage):
+    """Host-side hook when a stage of `config.stages` begins (herding, a teacher snapshot); also
+    at step 0 of a fresh run. `extra` must keep its structure. Returns the state."""
+    return state
+
   def after_step(self, env, state, step: int):
     """Host-side hook after each train step (outer loops, discrete updates). Returns the state."""
     return state

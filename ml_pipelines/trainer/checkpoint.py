@@ -81,7 +81,10 @@ class Checkpointer:
     self.manager.close()
 
   def restore_latest(self, abstract_state: Any, config) -> Restored | None:
-    """Newest readable checkpoint restored into `abstract_state`'s shapes and shardings, or None."""
+    """Newest readable checkpoint restored into `abstract_state`'s shapes and shardings, or None.
+
+    `abstract_state` may be a function of the checkpoint's step (a multi-stage run's state has the
+    structure of the stage it was saved in)."""
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         saved_config = self.manager.restore(step, args=ocp.args.Composite(
@@ -100,7 +103,9 @@ class Checkpointer:
             f"config; mismatching keys: {details}. Use a new --workdir or restore the old values.")
       try:
         out = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+            state=ocp.args.StandardRestore(
+                abstract_state(step) if callable(abstract_state) else abstract_state),
+            data=ocp.args.JsonRestore()))
       except Exception as e:  # noqa: BLE001
         self._set_aside(step, e)
         continue

@@ -17,7 +17,7 @@ import ml_collections
 TOP_LEVEL_KEYS = frozenset({
     "seed", "total_steps", "batch_size", "eval_batch_size", "log_every", "eval_every",
     "checkpoint_every", "keep_checkpoints", "keep_period", "mesh", "sharding_rules", "model",
-    "task", "data", "optimizer", "description", "init_from",
+    "task", "data", "optimizer", "description", "init_from", "stages", "ema_decay",
 })
 # Keys whose change makes a checkpoint incompatible (the state would mean something else).
 COMPATIBILITY_KEYS = ("model", "task", "optimizer", "data.name", "seed")

@@ -7,8 +7,7 @@ batch-statistic, or optimizer-state) leaf gets the spec of the first rule whose 
 - `"fsdp"`: shard the largest dimension divisible by the `fsdp` axis size (replicate if none is);
 - a tuple with one mesh axis name (or None) per dimension, e.g. `(None, "model")`: a dimension that
   does not divide by its axes' size fails with a message naming the leaf and the numbers.
-Optimizer-state leaves take the sharding of the parameter whose path ends theirs and whose shape
-they share (Adam's `mu/<param path>`), else are replicated.
+Optimizer-state leaves take the sharding of the parameter they mirror (`optimizer_state_shardings`).
 """
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ import re
 from typing import Any, Sequence
 
 import jax
+import optax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -117,3 +117,18 @@ def follow_params(tree: Any, params: Any, param_shardings: Any, mesh: Mesh) -> A
           best = (ppath, sharding)
     return best[1] if best else NamedSharding(mesh, P())
   return jax.tree_util.tree_map_with_path(pick, tree)
+
+
+def optimizer_state_shardings(tx, opt_state: Any, params: Any, param_shardings: Any,
+                              mesh: Mesh) -> Any:
+  """Shardings for an optimizer state: each copy of the parameter tree inside it (Adam's moments,
+  a method's per-parameter buffers) takes the parameters' shardings (`optax.tree_map_params`);
+  every other leaf (counts, a method's small statistics) is replicated. A transform whose state
+  layout depends on the parameters' paths (MIE's per-kernel projectors) cannot be traced that way;
+  its leaves follow the parameter whose path and shape they share (`follow_params`)."""
+  repl = NamedSharding(mesh, P())
+  try:
+    return optax.tree_map_params(tx, lambda _, s: s, opt_state, param_shardings,
+                                 transform_non_params=lambda _: repl)
+  except ValueError:  # the state built from a placeholder has another structure
+    return follow_params(opt_state, params, param_shardings, mesh)
