@@ -1,6 +1,6 @@
 """Evaluators against scikit-learn, ports of the official evaluation loops, and hand-computed
-examples (ties, ignored pixels, junk gallery samples, masked training items, classes without positives).
-NumPy only; the whole module runs in a few seconds."""
+examples (ties, ignored pixels, junk gallery samples, masked training items, classes without
+positives). NumPy only; the whole module runs in a few seconds."""
 import warnings
 
 import numpy as np
@@ -11,7 +11,7 @@ from ml_pipelines.evaluators import classification, continual, multilabel, outli
 from ml_pipelines.evaluators import retrieval as rm
 from ml_pipelines.evaluators import segmentation
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # retrieval
 # 4-bit database and queries; labels A, B, C multi-hot.
 DB = np.array([[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0], [1, 1, 1, 1], [0, 0, 1, 1]])
@@ -25,13 +25,15 @@ AP = [(1 + 2 / 3 + 3 / 5) / 3, 0.0, 1.0, (1 + 1 + 3 / 4) / 3]
 
 def test_map_with_ties_and_no_relevant_queries():
   assert rm.mean_average_precision(Q, DB, Q_LABELS, DB_LABELS) == pytest.approx(np.mean(AP))
-  assert rm.mean_average_precision(2 * Q - 1, 2 * DB - 1, Q_LABELS, DB_LABELS) == pytest.approx(np.mean(AP))
+  assert rm.mean_average_precision(2 * Q - 1, 2 * DB - 1, Q_LABELS, DB_LABELS) == pytest.approx(
+      np.mean(AP))
   # top 2: q0 sees [rel, not rel] -> AP 1; q3 [rel, rel] -> 1.
   assert rm.mean_average_precision(Q, DB, Q_LABELS, DB_LABELS, topk=2) == pytest.approx(0.75)
 
 
 def test_precision_recall_at_radius_with_empty_ball():
-  # r = 1: q0 ball {0,1,2}: P 2/3 R 2/3; q1 ball {3}, nothing relevant: 0, 0; q2 ball {1,2,4}: P 1 R 3/5;
+  # r = 1: q0 ball {0,1,2}: P 2/3 R 2/3; q1 ball {3}, nothing relevant: 0, 0; q2 ball {1,2,4}:
+  # P 1 R 3/5;
   # q3 empty ball: 0, 0.
   p, r = rm.precision_recall_at_radius(Q, DB, Q_LABELS, DB_LABELS, radius=1)
   assert p == pytest.approx((2 / 3 + 1) / 4)
@@ -65,7 +67,7 @@ def test_map_matches_loop_reference_on_random_codes():
   assert rm.mean_average_precision(q, db, q_y, db_y, topk=100) == pytest.approx(np.mean(aps))
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # classification
 
 def test_classification_matches_sklearn():
@@ -75,22 +77,25 @@ def test_classification_matches_sklearn():
   scores = rng.normal(size=(200, 9))
   cm = classification.confusion_matrix(labels, predicted, 9)
   np.testing.assert_array_equal(cm, skm.confusion_matrix(labels, predicted, labels=range(9)))
-  assert classification.accuracy(labels, predicted) == pytest.approx(skm.accuracy_score(labels, predicted))
+  assert classification.accuracy(labels, predicted) == pytest.approx(
+      skm.accuracy_score(labels, predicted))
   for k in (1, 3, 5):
     assert classification.top_k_accuracy(labels, scores, k) == pytest.approx(
         skm.top_k_accuracy_score(labels, scores, k=k, labels=range(9)))
   recall = classification.per_class_recall(cm)
-  np.testing.assert_allclose(recall[:7], skm.recall_score(labels, predicted, labels=range(7), average=None))
+  np.testing.assert_allclose(
+      recall[:7], skm.recall_score(labels, predicted, labels=range(7), average=None))
   assert np.isnan(recall[7:]).all()
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # sklearn warns about class 7 (predicted, never true)
     assert classification.mean_class_recall(cm) == pytest.approx(
         skm.balanced_accuracy_score(labels, predicted))
-  assert classification.macro_f1(cm) == pytest.approx(skm.f1_score(labels, predicted, average="macro"))
+  assert classification.macro_f1(cm) == pytest.approx(
+      skm.f1_score(labels, predicted, average="macro"))
 
 
 def test_top_k_ties_count_for_the_label_and_head_tail_recall():
-  # ties: label 0 scores 1.0 like class 1 -> rank 0 (top-1 hit); label 2 below two classes -> top-3 only.
+  # ties: label 0 scores 1.0 like class 1 -> rank 0 (top-1 hit); label 2 is below two -> top-3.
   scores = np.array([[1.0, 1.0, 0.0], [0.5, 0.7, 0.1]])
   assert classification.top_k_accuracy([0, 2], scores, k=1) == 0.5
   assert classification.top_k_accuracy([0, 2], scores, k=2) == 0.5
@@ -104,11 +109,11 @@ def test_top_k_ties_count_for_the_label_and_head_tail_recall():
   assert report["accuracy"] == pytest.approx(0.6)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # multi-label mAP
 
 def _official_pvp_average_precision(output, target):
-  """TaI-DPT / PVP ``dassl/evaluation/evaluator.py::average_precision``, verbatim apart from names."""
+  """TaI-DPT / PVP ``dassl/evaluation/evaluator.py::average_precision``, verbatim but for names."""
   indices = output.argsort()[::-1]
   total_count = np.cumsum(np.ones((len(output), 1)))
   target_ = target[indices]
@@ -133,9 +138,10 @@ def test_multilabel_map_matches_sklearn_with_ties_and_an_empty_class():
 
 def test_multilabel_map_equals_official_pvp_code_on_voc_style_targets():
   rng = np.random.default_rng(3)
-  targets = rng.choice([-1, 0, 1], size=(50, 4), p=[0.6, 0.1, 0.3])  # 0 = VOC "difficult" -> negative
+  targets = rng.choice([-1, 0, 1], size=(50, 4), p=[0.6, 0.1, 0.3])  # 0 = VOC "difficult": negative
   scores = rng.normal(size=(50, 4))  # distinct: the official tie order does not matter
-  official = np.mean([_official_pvp_average_precision(scores[:, c], targets[:, c]) for c in range(4)])
+  official = np.mean([_official_pvp_average_precision(scores[:, c], targets[:, c])
+                      for c in range(4)])
   assert multilabel.mean_average_precision(targets, scores) == pytest.approx(official, abs=1e-7)
 
 
@@ -150,8 +156,8 @@ def _voc07_eleven_point(positive, scores):
 
 
 def test_eleven_point_ap_by_hand_and_against_devkit_loop():
-  # ranked targets 1,0,1,0: P at positives 1, 2/3 -> AP (1 + 2/3) / 2; 11-point: recall levels 0..0.5
-  # reach precision 1, levels 0.6..1 reach 2/3.
+  # ranked targets 1,0,1,0: P at positives 1, 2/3 -> AP (1 + 2/3) / 2; 11-point: recall levels
+  # 0..0.5 reach precision 1, levels 0.6..1 reach 2/3.
   scores = np.array([[0.9], [0.8], [0.7], [0.6]])
   targets = np.array([[1], [0], [1], [0]])
   assert multilabel.mean_average_precision(targets, scores) == pytest.approx(5 / 6)
@@ -164,15 +170,16 @@ def test_eleven_point_ap_by_hand_and_against_devkit_loop():
       [_voc07_eleven_point(targets[:, c], scores[:, c]) for c in range(3)])
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # segmentation
 
 def test_segmentation_accumulates_batches_like_jaccard_score():
   rng = np.random.default_rng(5)
   labels = rng.integers(0, 5, (3, 2, 8, 8))  # 3 batches of 2 images; class 5 never labelled ...
   labels[rng.random(labels.shape) < 0.2] = 255
-  predicted = np.where(rng.random(labels.shape) < 0.5, labels % 255, rng.integers(0, 5, labels.shape))
-  predicted[0, 0, 0, 0] = 5  # ... but predicted once (on a labelled pixel): IoU 0; class 6 absent: NaN
+  predicted = np.where(rng.random(labels.shape) < 0.5, labels % 255,
+                       rng.integers(0, 5, labels.shape))
+  predicted[0, 0, 0, 0] = 5  # ... but predicted once (on a labelled pixel): IoU 0; class 6: NaN
   labels[0, 0, 0, 0] = 1
   cm = np.zeros((7, 7), np.int64)
   for b in range(3):
@@ -190,7 +197,7 @@ def test_segmentation_accumulates_batches_like_jaccard_score():
   assert report["mIoU_tail"] == pytest.approx(np.mean(iou[4:6]))
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # re-ID
 
 def _distmat_from_orders(orders, num_gallery):
@@ -207,7 +214,7 @@ REID_DIST = _distmat_from_orders([[0, 2, 3, 1, 4, 5], [3, 4, 2, 0, 1, 5], [0, 1,
 
 
 def test_reid_camera_filter_by_hand():
-  # standard: q0 drops g0, g5 (same id, same camera) -> g2 g3 g1 g4, match at rank 3: AP 1/3, INP 1/3;
+  # standard: q0 drops g0, g5 (same id, same camera) -> g2 g3 g1 g4, match at rank 3: AP, INP 1/3;
   # q1 keeps all -> g3 g4 g2 g0 g1 g5, matches at 1 and 3: AP (1 + 2/3) / 2, INP 2/3; q2 skipped.
   out = reid.reid_metrics(REID_DIST, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, ranks=(1, 2, 3))
   assert out == pytest.approx({"rank-1": 0.5, "rank-2": 0.5, "rank-3": 1.0,
@@ -219,7 +226,8 @@ def test_reid_camera_filter_by_hand():
                                "mINP": (1 / 3 + 1) / 2})
   # no cameras (RegDB): q0 keeps g0 and g5 -> matches at 1, 4, 6: AP (1 + 2/4 + 3/6) / 3, INP 3/6.
   out = reid.reid_metrics(REID_DIST, Q_PIDS, G_PIDS, ranks=(1,))
-  assert out == pytest.approx({"rank-1": 1.0, "mAP": (2 / 3 + 5 / 6) / 2, "mINP": (0.5 + 2 / 3) / 2})
+  assert out == pytest.approx({"rank-1": 1.0, "mAP": (2 / 3 + 5 / 6) / 2,
+                               "mINP": (0.5 + 2 / 3) / 2})
 
 
 def _official_eval_sysu(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, sysu):
@@ -270,7 +278,7 @@ def test_reid_matches_official_loops_on_random_data(protocol):
   assert (out["mAP"], out["mINP"]) == pytest.approx((m_ap, m_inp))
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # recommendation ranking
 
 def _official_dpcml(scores, train, test, ks, min_test):
@@ -298,7 +306,8 @@ def _official_dpcml(scores, train, test, ks, min_test):
     new_set = [v for v in np.argsort(-scores[u], kind="stable") if v not in train_set]
     idcg = sum(1.0 / np.log2(pos + 2) for pos in range(len(test_set)))
     hits = [idx for idx, v in enumerate(new_set) if v in test_set]
-    m_ap.append(sum((j + 1.0) / (idx + 1) for j, idx in enumerate(hits)) / len(hits) if hits else 0.)
+    m_ap.append(sum((j + 1.0) / (idx + 1) for j, idx in enumerate(hits)) / len(hits)
+                if hits else 0.)
     ndcg.append(sum(1.0 / np.log2(idx + 2) for idx in hits) / idcg if hits else 0.)
     mrr.append(1 / (hits[0] + 1) if hits else 0.)
     labels, big_k = [1 if v in test_set else 0 for v in new_set], len(test_set)
@@ -307,7 +316,8 @@ def _official_dpcml(scores, train, test, ks, min_test):
     else:
       s = sum(label * (i + 1) for i, label in enumerate(labels[::-1]))
       auc.append((s - big_k * (big_k + 1) / 2) / (big_k * (len(labels) - big_k)))
-  out.update({"MAP": np.mean(m_ap), "MRR": np.mean(mrr), "AUC": np.mean(auc), "NDCG": np.mean(ndcg)})
+  out.update({"MAP": np.mean(m_ap), "MRR": np.mean(mrr), "AUC": np.mean(auc),
+              "NDCG": np.mean(ndcg)})
   return out
 
 
@@ -325,7 +335,8 @@ def test_ranking_matches_sklearn_per_user():
   out = ranking.ranking_metrics(scores, train, test, ks=(3, 5))
   for k in (3, 5):
     users = [u for u in range(25) if test[u].sum() >= k]
-    expected = [skm.ndcg_score(test[u][~train[u]][None], scores[u][~train[u]][None], k=k) for u in users]
+    expected = [skm.ndcg_score(test[u][~train[u]][None], scores[u][~train[u]][None], k=k)
+                for u in users]
     assert out[f"NDCG@{k}"] == pytest.approx(np.mean(expected))
   users = [u for u in range(25) if test[u].sum() >= 3]
   y = [(test[u][~train[u]], scores[u][~train[u]]) for u in users]
@@ -345,7 +356,7 @@ def test_ranking_matches_official_dpcml_loops_with_ties_and_train_test_overlap()
   assert out == pytest.approx(expected)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # outlier detection
 
 def test_outlier_roc_auc_matches_sklearn_with_ties():
@@ -356,7 +367,7 @@ def test_outlier_roc_auc_matches_sklearn_with_ties():
   assert outlier.roc_auc([0, 1, 0, 1], [0.2, 0.2, 0.1, 0.3]) == pytest.approx((0.5 + 1 + 1 + 1) / 4)
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # continual learning
 
 # acc[i, j]: accuracy on task j after training task i.
@@ -368,7 +379,7 @@ ACC = np.array([[0.9, 0.1, 0.0],
 def test_continual_metrics_on_a_hand_written_matrix():
   # per-stage accuracy on seen tasks: 0.9, (0.7 + 0.8) / 2, (0.6 + 0.7 + 0.95) / 3.
   assert continual.average_incremental_accuracy(ACC) == pytest.approx((0.9 + 0.75 + 0.75) / 3)
-  # weighted by test-set sizes 100, 300, 100: stage 1 (70 + 240) / 400, stage 2 (60 + 210 + 95) / 500.
+  # test-set sizes 100, 300, 100: stage 1 (70 + 240) / 400, stage 2 (60 + 210 + 95) / 500.
   assert continual.average_incremental_accuracy(ACC, [100, 300, 100]) == pytest.approx(
       (0.9 + 0.775 + 0.73) / 3)
   assert continual.final_average_accuracy(ACC) == pytest.approx(0.75)

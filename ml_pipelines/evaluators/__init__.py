@@ -1,7 +1,7 @@
 """Evaluation metrics, one module per kind of metric, each a pure NumPy function of predictions and
 labels that a task calls on the host from `Task.evaluate` (after `env.predict` has gathered the
-outputs of the split). Arguments follow scikit-learn's order, labels first, where a per-sample metric
-has a scikit-learn counterpart.
+outputs of the split). Arguments follow scikit-learn's order, labels first, where a per-sample
+metric has a scikit-learn counterpart.
 
 - `classification`: accuracy, top-k accuracy, confusion matrix, per-class recall, mean class recall,
   macro-F1, head / tail means;

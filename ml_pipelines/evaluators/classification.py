@@ -2,22 +2,23 @@
 
 Definitions (the scikit-learn conventions, so numbers compare with papers that use it):
 * ``accuracy`` = mean of ``predicted == labels`` (``sklearn.metrics.accuracy_score``);
-* ``top_k_accuracy``: the label is among the k highest scores; ties count in the label's favour
-  (its rank is the number of classes scored strictly higher). sklearn's ``top_k_accuracy_score``
-  breaks ties by class index instead; the two agree when scores are distinct;
+* ``top_k_accuracy``: the label is among the k highest scores; ties count in the label's favour (its
+  rank is the number of classes scored strictly higher). sklearn's ``top_k_accuracy_score`` breaks
+  ties by class index instead; the two agree when scores are distinct;
 * ``confusion_matrix`` ``cm[i, j]`` = number of samples of class i predicted as j (rows are labels,
   as ``sklearn.metrics.confusion_matrix``); the other metrics read it;
 * ``per_class_recall`` = ``cm[c, c] / sum_j cm[c, j]``, NaN for a class without samples;
-  ``mean_class_recall`` = mean over classes with samples (= ``sklearn.metrics.balanced_accuracy_score``;
-  the "mean class recall" of imbalanced / medical continual learning, GiantJun/CL_Pytorch
-  ``utils/toolkit.py``, ``cal_mean_class_recall``);
+  ``mean_class_recall`` = mean over classes with samples (=
+  ``sklearn.metrics.balanced_accuracy_score``; the "mean class recall" of imbalanced / medical
+  continual learning, GiantJun/CL_Pytorch ``utils/toolkit.py``, ``cal_mean_class_recall``);
 * ``macro_f1`` = mean over classes of ``F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)``, over the classes
   that occur among the labels or the predictions (``sklearn.metrics.f1_score(average="macro")``);
 * ``head_tail``: the mean of a per-class metric over head classes and over tail classes, given the
   tail-class list (NaN entries, classes absent from the evaluation data, are left out). Long-tailed
-  recognition reports such groups (many / medium / few-shot in Kang et al., "Decoupling Representation
-  and Classifier for Long-Tailed Recognition", ICLR 2020); the imbalanced medical classification of
-  Zeng et al. (arXiv 2207.06975) reports macro-F1 and the recall of its rare classes.
+  recognition reports such groups (many / medium / few-shot in Kang et al., "Decoupling
+  Representation and Classifier for Long-Tailed Recognition", ICLR 2020); the imbalanced medical
+  classification of Zeng et al. (arXiv 2207.06975) reports macro-F1 and the recall of its rare
+  classes.
 """
 from __future__ import annotations
 

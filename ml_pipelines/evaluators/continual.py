@@ -2,20 +2,21 @@
 
 ``acc[i, j]`` = accuracy on the test data of task j after training task i (rows are training stages,
 0-based; the convention of GEM, Lopez-Paz and Ranzato, "Gradient Episodic Memory for Continual
-Learning", NeurIPS 2017, Sec. 2; GiantJun/CL_Pytorch stores the transpose, ``task_metric_curve[j][i]``).
-Only entries with ``j <= i`` are read, except by ``forgetting`` (see there). With T + 1 rows (T = index
-of the last stage trained so far):
+Learning", NeurIPS 2017, Sec. 2; GiantJun/CL_Pytorch stores the transpose,
+``task_metric_curve[j][i]``). Only entries with ``j <= i`` are read, except by ``forgetting`` (see
+there). With T + 1 rows (T = index of the last stage trained so far):
 * average incremental accuracy (Rebuffi et al., "iCaRL", CVPR 2017; ACL's "AvgAcc"): the mean over
   stages i of ``A^i``, the accuracy on the test data of all tasks seen so far; from the matrix,
   ``A^i = sum_{j<=i} n_j acc[i, j] / sum_{j<=i} n_j`` with ``n_j`` the test-set sizes (equal weights
   when not given; CL_Pytorch computes A^i directly on the pooled test data, which is the same);
 * final average accuracy = ``mean_{j<=T} acc[T, j]`` (CL_Pytorch's "Final Average ... of all task");
-* forgetting (Chaudhry et al., "Riemannian Walk for Incremental Learning", ECCV 2018; as
-  CL_Pytorch ``utils/toolkit.py``, ``cal_avg_forgetting``) = ``mean_{j<T} (max_{l<T} acc[l, j] -
-  acc[T, j])``; the max runs over every earlier stage, as in both sources (entries ``l < j``, before task j
-  was trained, are normally lower and do not matter); 0 after the first task;
+* forgetting (Chaudhry et al., "Riemannian Walk for Incremental Learning", ECCV 2018; as CL_Pytorch
+  ``utils/toolkit.py``, ``cal_avg_forgetting``) = ``mean_{j<T} (max_{l<T} acc[l, j] - acc[T, j])``;
+  the max runs over every earlier stage, as in both sources (entries ``l < j``, before task j was
+  trained, are normally lower and do not matter); 0 after the first task;
 * backward transfer (GEM, "BWT") = ``mean_{j<T} (acc[T, j] - acc[j, j])``; 0 after the first task.
-  CL_Pytorch's ``cal_bwf`` is a different quantity (per old task, the mean change over all later stages).
+  CL_Pytorch's ``cal_bwf`` is a different quantity (per old task, the mean change over all later
+  stages).
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def forgetting(acc) -> float:
 
 
 def backward_transfer(acc) -> float:
-  """GEM's BWT: mean over old tasks of (accuracy after the last stage - accuracy just after training)."""
+  """GEM's BWT: mean over old tasks of (last-stage accuracy - accuracy right after training it)."""
   acc = _matrix(acc)
   last = acc.shape[0] - 1
   if last == 0:

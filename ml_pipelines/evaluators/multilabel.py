@@ -2,10 +2,11 @@
 by that class's score.
 
 ``targets [N, C]``: 1 marks a positive; every other value (0, -1, and VOC's 0 = "difficult") is a
-negative, as in the official PVP / TaI-DPT evaluator (TAI++ / PVP, IJCAI 2024, arXiv 2405.06926; code
-Jinx630/Pseudo-Visual-Prompt, ``pvp_finetune/Dassl.pytorch-master/dassl/evaluation/evaluator.py``,
-``average_precision`` and ``mAP``, which tests ``target == 1``). ``scores [N, C]``: higher = more
-likely positive (logits, similarities or probabilities: AP depends only on the order).
+negative, as in the official PVP / TaI-DPT evaluator (TAI++ / PVP, IJCAI 2024, arXiv 2405.06926;
+code Jinx630/Pseudo-Visual-Prompt,
+``pvp_finetune/Dassl.pytorch-master/dassl/evaluation/evaluator.py``, ``average_precision`` and
+``mAP``, which tests ``target == 1``). ``scores [N, C]``: higher = more likely positive (logits,
+similarities or probabilities: AP depends only on the order).
 
 Per class (default, non-interpolated, as the official code and ``sklearn.metrics.
 average_precision_score``): sort by decreasing score; ``AP = sum_n (R_n - R_{n-1}) P_n`` over the
@@ -13,8 +14,8 @@ distinct score thresholds, i.e. the mean of the precision at the rank of each po
 form one threshold as in scikit-learn (the official code orders ties by ``argsort``, arbitrarily).
 
 ``eleven_point=True``: the PASCAL VOC2007 devkit's interpolated AP, ``AP = (1/11) sum_{t in {0, 0.1,
-.., 1}} max_{R_n >= t} P_n`` (0 when no point reaches recall t) (Everingham et al., "The PASCAL Visual
-Object Classes (VOC) Challenge", IJCV 2010). Note that the devkit leaves "difficult" objects
+.., 1}} max_{R_n >= t} P_n`` (0 when no point reaches recall t) (Everingham et al., "The PASCAL
+Visual Object Classes (VOC) Challenge", IJCV 2010). Note that the devkit leaves "difficult" objects
 out, while here, as in the official PVP code, they count as negatives.
 
 A class without positives has no AP (NaN in ``average_precision_per_class``) and is left out of the

@@ -3,8 +3,8 @@ inlier, ties counting one half (the Mann-Whitney U statistic divided by ``n_outl
 
 ``labels``: 1 for an outlier, 0 for an inlier; ``scores``: higher = more outlying. Equal to
 ``sklearn.metrics.roc_auc_score(labels, scores)`` (the area under the ROC curve with tied scores
-forming one threshold), which RCPMOD (ACM MM 2024, arXiv 2408.07819; 180400518/RCPMOD
-``model.py``) and multi-view outlier detection in general report; computed here from average ranks.
+forming one threshold), which RCPMOD (ACM MM 2024, arXiv 2408.07819; 180400518/RCPMOD ``model.py``)
+and multi-view outlier detection in general report; computed here from average ranks.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 A row of ``relevant [n, L]`` marks which items of one ranked list (best first) are relevant; an
 optional ``keep [n, L]`` removes items from the list (re-ID's junk gallery images, a user's training
-items) without re-sorting: the rank of a kept item is the number of kept items up to and including it.
+items) without re-sorting: the rank of a kept item is the number of kept items up to and including
+it.
 
 Average precision of one list: ``AP = (1 / H) sum_j j / rank_j`` over its H relevant kept items
 (``rank_j`` the rank of the j-th), 0 when H = 0 (the non-interpolated AP of TREC /

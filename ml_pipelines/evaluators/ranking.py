@@ -1,22 +1,23 @@
 """Top-k recommendation metrics of collaborative metric learning, per user then averaged over users.
 
-The evaluator of CML (Hsieh et al., WWW 2017) as re-coded by DPCML (Bao et al., "The Minority Matters:
-A Diversity-Promoting Collaborative Metric Learning Algorithm", NeurIPS 2022; statusrank/DPCML
-``evaluate.py``, class ``Evaluator``), reproduced exactly:
+The evaluator of CML (Hsieh et al., WWW 2017) as re-coded by DPCML (Bao et al., "The Minority
+Matters: A Diversity-Promoting Collaborative Metric Learning Algorithm", NeurIPS 2022;
+statusrank/DPCML ``evaluate.py``, class ``Evaluator``), reproduced exactly:
 * each user's items are sorted by decreasing score (for CML, score = minus the distance; ties by the
   smaller item index), then the user's training items are removed from the list; ranks count the
   remaining items only;
 * P@k = hits in the top k / k; R@k = hits in the top k / |test items|; NDCG@k = DCG@k / IDCG@k with
   ``DCG@k = sum_{hits at rank r <= k} 1 / log2(r + 1)`` and the ideal DCG over k positions,
-  ``IDCG@k = sum_{r=1..k} 1 / log2(r + 1)``; these three average over the users with at least k test
-  items (official ``precision_recall_ndcg_k``);
-* over the whole filtered list (official ``map_mrr_auc_ndcg``), for users with at least ``min_test_items`` (3)
-  test items: MAP = mean over hits of ``j / rank_j`` (0 without hits; ``ranked.average_precision``);
-  MRR = 1 / rank of the first hit; NDCG with the ideal DCG over |test| positions; AUC by the rank sum
-  ``(sum_{hits} rank_from_bottom - K (K + 1) / 2) / (K (L - K))`` with K = |test items|, L = length of
-  the filtered list, and AUC = 1 when L <= K.
-The official code computes top-(k + max #train items) per user, then filters: the same as removing the
-training items before ranking, which is what this code does.
+  ``IDCG@k = sum_{r=1..k} 1 / log2(r + 1)``; these three average over the users with at least k
+  test items (official ``precision_recall_ndcg_k``);
+* over the whole filtered list (official ``map_mrr_auc_ndcg``), for users with at least
+  ``min_test_items`` (3) test items: MAP = mean over hits of ``j / rank_j`` (0 without hits;
+  ``ranked.average_precision``); MRR = 1 / rank of the first hit; NDCG with the ideal DCG over
+  |test| positions; AUC by the rank sum
+  ``(sum_{hits} rank_from_bottom - K (K + 1) / 2) / (K (L - K))``
+  with K = |test items|, L = length of the filtered list, and AUC = 1 when L <= K.
+The official code computes top-(k + max #train items) per user, then filters: the same as removing
+the training items before ranking, which is what this code does.
 
 Inputs: ``scores [U, N]`` (higher = recommended first), ``train_mask`` and ``test_mask`` ``[U, N]``
 booleans (a user's training / held-out items); rows are the users to evaluate.
@@ -38,7 +39,7 @@ def _discount(rank):
 
 def ranking_metrics(scores, train_mask, test_mask, ks: Sequence[int] = (3, 5),
                     min_test_items: int = 3) -> dict[str, float]:
-  """``{"P@k", "R@k", "NDCG@k" for k in ks, "MAP", "MRR", "AUC", "NDCG"}``; see the module docstring."""
+  """``{"P@k", "R@k", "NDCG@k" for k in ks, "MAP", "MRR", "AUC", "NDCG"}`` (module docstring)."""
   scores, train_mask, test_mask = (np.asarray(a) for a in (scores, train_mask, test_mask))
   per_user = {name: [] for name in ("MAP", "MRR", "AUC", "NDCG")}
   per_user.update({f"{m}@{k}": [] for k in ks for m in ("P", "R", "NDCG")})

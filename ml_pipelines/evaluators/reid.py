@@ -1,12 +1,13 @@
 """Person re-identification: CMC rank-k, mAP and mINP of ranking the gallery by distance per query.
 
-Standard protocol (Market-1501, Zheng et al., ICCV 2015; as coded in torchreid's ``eval_market1501``,
-KaiyangZhou/deep-person-reid ``torchreid/metrics/rank.py``, and in SGIEL, jiawei151/SGIEL_VIReID
-``eval_metrics.py``, ``eval_regdb`` / ``eval_vcm``):
-* the gallery is sorted by increasing distance (ties by the smaller gallery index); gallery samples of
-  the query's identity taken by the query's camera are removed ("junk"); without camera ids nothing is
-  removed (RegDB, whose queries and gallery come from two different cameras);
-* a query whose identity has no remaining gallery sample is skipped; the metrics average over the others;
+Standard protocol (Market-1501, Zheng et al., ICCV 2015; as coded in torchreid's
+``eval_market1501``, KaiyangZhou/deep-person-reid ``torchreid/metrics/rank.py``, and in SGIEL,
+jiawei151/SGIEL_VIReID ``eval_metrics.py``, ``eval_regdb`` / ``eval_vcm``):
+* the gallery is sorted by increasing distance (ties by the smaller gallery index); gallery samples
+  of the query's identity taken by the query's camera are removed ("junk"); without camera ids
+  nothing is removed (RegDB, whose queries and gallery come from two different cameras);
+* a query whose identity has no remaining gallery sample is skipped; the metrics average over the
+  others;
 * CMC rank-k = fraction of queries with a correct match among the first k kept gallery samples;
 * AP = non-interpolated average precision over the kept list (``ranked.average_precision``);
 * INP = (number of correct matches) / (rank of the last one) (Ye et al., "Deep Learning for Person
@@ -16,8 +17,8 @@ KaiyangZhou/deep-person-reid ``torchreid/metrics/rank.py``, and in SGIEL, jiawei
 ``eval_sysu``): additionally, for a query of camera 3 every gallery sample of camera 2 is removed,
 whatever its identity (cameras 2 and 3 film the same indoor room), and the CMC counts each gallery
 identity once: the kept list is reduced to the first occurrence of every identity before ranks are
-counted ("we follow the protocol of the author's released code"). mAP and mINP use the full kept list.
-SYSU camera ids are 1..6 as in its ``cam1`` .. ``cam6`` folders.
+counted ("we follow the protocol of the author's released code"). mAP and mINP use the full kept
+list. SYSU camera ids are 1..6 as in its ``cam1`` .. ``cam6`` folders.
 """
 from __future__ import annotations
 

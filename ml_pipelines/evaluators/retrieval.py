@@ -8,8 +8,8 @@ KSH (Liu et al., "Supervised Hashing with Kernels", CVPR 2012), with the recall 
 
 Common to all functions:
 * codes ``[N, bits]`` in {-1,+1} or {0,1} (packed with ``hamming.pack_bits``);
-* labels multi-hot ``[N, L]`` (a 1-D integer class vector is turned into one-hot); a database item is
-  relevant to a query when they share at least one label;
+* labels multi-hot ``[N, L]`` (a 1-D integer class vector is turned into one-hot); a database item
+  is relevant to a query when they share at least one label;
 * the ranking is by Hamming distance with ties broken by the smaller database index (a stable sort;
   the official ``np.argsort`` is quicksort, which orders tied items arbitrarily, so its mAP is not
   reproducible to the last digit when codes are short).
@@ -18,11 +18,11 @@ Common to all functions:
 found in its top K (``rank_j`` the rank of the j-th relevant one; ``ranked.average_precision``); a
 query with no relevant item in its top K has AP 0 and still counts in the mean over all queries (as
 ``calc_topMap``, which skips it in the sum but divides by the number of queries).
-``precision_recall_curve``: precision and recall at each cut-off of the full ranking, averaged over the
-queries that have at least one relevant item.
-``precision_recall_at_radius``: ball = database items within Hamming distance ``radius``; precision =
-relevant in ball / ball size (an empty ball scores 0), recall = relevant in ball / all relevant (0 for a
-query without relevant items); both averaged over all queries.
+``precision_recall_curve``: precision and recall at each cut-off of the full ranking, averaged over
+the queries that have at least one relevant item.
+``precision_recall_at_radius``: ball = database items within Hamming distance ``radius``;
+precision = relevant in ball / ball size (an empty ball scores 0), recall = relevant in ball / all
+relevant (0 for a query without relevant items); both averaged over all queries.
 """
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def _ranked_relevance(dist, relevant, topk):
   return np.take_along_axis(relevant, order, axis=1)
 
 
-def mean_average_precision(q_codes, db_codes, q_labels, db_labels, topk: int | None = None) -> float:
+def mean_average_precision(q_codes, db_codes, q_labels, db_labels,
+                           topk: int | None = None) -> float:
   """mAP@topk (``None``: the whole database) of Hamming ranking; see the module docstring."""
   aps = []
   for dist, relevant in _chunks(q_codes, db_codes, q_labels, db_labels):

@@ -9,9 +9,9 @@ dividing (not per image):
 * ``mIoU`` = mean of the non-NaN IoUs (``np.nanmean``, as mmseg);
 * pixel accuracy (mmseg's ``aAcc``) = correct pixels / labelled pixels;
 * head / tail mIoU: the mIoU over the classes outside / inside a tail-class list, as AUCSeg (Han et
-  al., NeurIPS 2024, arXiv 2409.20398) reports for long-tailed segmentation; its tail lists are those of
-  its T-Memory Bank configs (``aucseg_configs/*.py``, ``small_index``: ADE20K classes 26..149,
-  Cityscapes [6, 12, 14, 15, 16, 17, 18]).
+  al., NeurIPS 2024, arXiv 2409.20398) reports for long-tailed segmentation; its tail lists are
+  those of its T-Memory Bank configs (``aucseg_configs/*.py``, ``small_index``: ADE20K classes
+  26..149, Cityscapes [6, 12, 14, 15, 16, 17, 18]).
 
 Usage, with ``cm = np.zeros((C, C), np.int64)`` before the first batch::
 
