@@ -1,27 +1,36 @@
-"""Retrieval metrics for binary codes, with the conventions deep-hashing papers report
-(ADSH, Jiang and Li, AAAI 2018; DPSH / ADSH evaluation code; notes in shared/papers/hashing.md).
+"""Retrieval metrics for binary codes, with the conventions deep-hashing papers report.
+
+Sources: ADSH (Jiang and Li, "Asymmetric Deep Supervised Hashing", AAAI 2018), official code
+jiangqy/ADSH-AAAI2018, ``ADSH_pytorch/utils/calc_hr.py`` (``calc_map``, ``calc_topMap``: Hamming
+ranking, AP per query, mean over all queries); the Hamming-ball lookup precision within radius 2 of
+KSH (Liu et al., "Supervised Hashing with Kernels", CVPR 2012), with the recall that MCH (arXiv
+2008.01503) reports next to it.
 
 Common to all functions:
 * codes ``[N, bits]`` in {-1,+1} or {0,1} (packed with ``hamming.pack_bits``);
-* labels multi-hot ``[N, L]`` (a 1-D integer class vector is turned into one-hot); a database item is
-  relevant to a query when they share at least one label;
+* labels multi-hot ``[N, L]`` (a 1-D integer class vector is turned into one-hot); a database item
+  is relevant to a query when they share at least one label;
 * the ranking is by Hamming distance with ties broken by the smaller database index (a stable sort;
-  otherwise tied items are ordered arbitrarily and mAP is not reproducible).
+  the official ``np.argsort`` is quicksort, which orders tied items arbitrarily, so its mAP is not
+  reproducible to the last digit when codes are short).
 
 ``mean_average_precision`` (mAP@K): AP of a query = mean of ``j / rank_j`` over the relevant items
-found in its top K (``rank_j`` the rank of the j-th relevant one); a query with no relevant item in its
-top K has AP 0 and still counts in the mean over all queries.
-``precision_recall_curve``: precision and recall at each cut-off of the full ranking, averaged over the
-queries that have at least one relevant item.
-``precision_recall_at_radius``: ball = database items within Hamming distance ``radius``; precision =
-relevant in ball / ball size (an empty ball scores 0), recall = relevant in ball / all relevant (0 for a
-query without relevant items); both averaged over all queries.
+found in its top K (``rank_j`` the rank of the j-th relevant one; ``ranked.average_precision``); a
+query with no relevant item in its top K has AP 0 and still counts in the mean over all queries (as
+``calc_topMap``, which skips it in the sum but divides by the number of queries).
+``precision_recall_curve``: precision and recall at each cut-off of the full ranking, averaged over
+the queries that have at least one relevant item.
+``precision_recall_at_radius``: ball = database items within Hamming distance ``radius``;
+precision = relevant in ball / ball size (an empty ball scores 0), recall = relevant in ball / all
+relevant (0 for a query without relevant items); both averaged over all queries.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ml_pipelines.evaluators import ranked
 from ml_pipelines.search import hamming
+
 _QUERY_CHUNK = 256
 
 
@@ -50,15 +59,12 @@ def _ranked_relevance(dist, relevant, topk):
   return np.take_along_axis(relevant, order, axis=1)
 
 
-def mean_average_precision(q_codes, db_codes, q_labels, db_labels, topk: int | None = None) -> float:
+def mean_average_precision(q_codes, db_codes, q_labels, db_labels,
+                           topk: int | None = None) -> float:
   """mAP@topk (``None``: the whole database) of Hamming ranking; see the module docstring."""
   aps = []
   for dist, relevant in _chunks(q_codes, db_codes, q_labels, db_labels):
-    rel = _ranked_relevance(dist, relevant, topk).astype(np.float64)
-    ranks = np.arange(1, rel.shape[1] + 1)
-    hits = np.cumsum(rel, axis=1)
-    found = rel.sum(axis=1)
-    aps.append(np.where(found > 0, (rel * hits / ranks).sum(axis=1) / np.maximum(found, 1), 0.0))
+    aps.append(ranked.average_precision(_ranked_relevance(dist, relevant, topk)))
   return float(np.concatenate(aps).mean())
 
 
