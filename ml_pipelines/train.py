@@ -423,33 +423,37 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   pending: list[dict] = []
   eval_metrics: dict[str, float] = {}
   t_start = time.time()
-  for step in range(start_step, total_steps):
-    local = next(iterator)
-    input_pipeline.check_batch(local, spec, local_batch, where=f"training batch {step}")
-    state, metrics = prog.train_step(state, input_pipeline.to_global(local, run.batch_sharding),
-                                     env.constants)
-    pending.append(metrics)
-    state = prog.task.after_step(env, state, step + 1)
-    done = step + 1
-    last = done == total_steps
-    stage_end = done == prog.stage.end
-    if done % config.log_every == 0 or last or stage_end:
-      guard(done)
-      mean = {k: float(np.mean([float(m[k]) for m in pending])) for k in pending[0]}
-      pending = []
-      writer.write(done, mean)
-      writer.progress(done, mean)
-    if config.eval_every and (done % config.eval_every == 0 or last or stage_end):
-      eval_metrics = evaluate(done)
-      writer.progress(done, eval_metrics)
-    if stage_end and not last:
-      prog = run.program(prog.stage.index + 1)
-      print(f"Stage {prog.stage.name!r} ({prog.stage.index + 1}/{len(stages)}) starts at step "
-            f"{done}.", flush=True)
-      state = run.enter_stage(state, prog.stage.index)
-    if config.checkpoint_every and (done % config.checkpoint_every == 0 or last):
-      guard(done)
-      ckpt.save(done, state, iterator.get_state(), config)
+  try:
+    for step in range(start_step, total_steps):
+      local = next(iterator)
+      input_pipeline.check_batch(local, spec, local_batch, where=f"training batch {step}")
+      state, metrics = prog.train_step(state, input_pipeline.to_global(local, run.batch_sharding),
+                                       env.constants)
+      pending.append(metrics)
+      state = prog.task.after_step(env, state, step + 1)
+      done = step + 1
+      last = done == total_steps
+      stage_end = done == prog.stage.end
+      if done % config.log_every == 0 or last or stage_end:
+        guard(done)
+        mean = {k: float(np.mean([float(m[k]) for m in pending])) for k in pending[0]}
+        pending = []
+        writer.write(done, mean)
+        writer.progress(done, mean)
+      if config.eval_every and (done % config.eval_every == 0 or last or stage_end):
+        eval_metrics = evaluate(done)
+        writer.progress(done, eval_metrics)
+      if stage_end and not last:
+        prog = run.program(prog.stage.index + 1)
+        print(f"Stage {prog.stage.name!r} ({prog.stage.index + 1}/{len(stages)}) starts at step "
+              f"{done}.", flush=True)
+        state = run.enter_stage(state, prog.stage.index)
+      if config.checkpoint_every and (done % config.checkpoint_every == 0 or last):
+        guard(done)
+        ckpt.save(done, state, iterator.get_state(), config)
+  except BaseException:
+    ckpt.wait()  # a save in flight finishes, so the workdir holds only whole checkpoints
+    raise
 
   # 5. Final evaluation (if the loop ran none at the end), curves, summary.
   if not eval_metrics:

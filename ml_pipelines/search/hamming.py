@@ -6,7 +6,7 @@ of the last word are zero.  A code given in {-1, +1} maps +1 -> 1, -1 -> 0; a co
 (any value > 0 is a one bit).
 
 Two implementations of the exact k-NN ranking, both returning the ``k`` smallest distances with ties
-broken by the smaller database index (the convention of ``retrieval_metrics``):
+broken by the smaller database index (the convention of ``evaluators.retrieval``):
 
 * :func:`knn` -- XOR + popcount in JAX (jitted), scanning the database in chunks so that a
   million-code database never materialises a ``[Q, N, words]`` tensor; runs on the accelerator.
