@@ -189,7 +189,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     state, start_step = restored.state, restored.step
     print(f"Resumed from step {start_step} of {ckpt.directory}", flush=True)
   elif config.get("init_from"):  # pretrained weights, once at step 0 (a resumed run has its own)
-    state = init_from.apply(config.init_from, state, shardings)
+    state.update(init_from.apply(config.init_from, {k: state[k] for k in ("params", "rest")},
+                                 {k: shardings[k] for k in ("params", "rest")}))
+    if "ema_params" in state:
+      state["ema_params"] = jax.tree_util.tree_map(jnp.copy, state["params"])
 
   # 4. The pure, jitted, donated train step.
   def train_step(state, batch):
