@@ -65,9 +65,16 @@ def _logits(graphdef, variables, x):
       variables, jnp.asarray(x)))
 
 
-@pytest.mark.parametrize("name,converter", [("vit", "timm_vit"), ("resnet_basic", "timm_resnet")])
-def test_apply_reproduces_timm_logits(name, converter, tmp_path):
-  path, _, x, want = _pretrained(name, tmp_path)
+@pytest.mark.parametrize("name,converter,fmt", [("vit", "timm_vit", "safetensors"),
+                                                ("resnet_basic", "timm_resnet", "pth")])
+def test_apply_reproduces_timm_logits(name, converter, fmt, tmp_path):
+  path, sd, x, want = _pretrained(name, tmp_path)
+  if fmt == "pth":  # a training checkpoint: nested, DataParallel 'module.' prefixes, an int buffer
+    import torch
+    path = str(tmp_path / f"{name}.pth")
+    nested = {f"module.{k}": torch.from_numpy(v) for k, v in sd.items()}
+    nested["module.bn1.num_batches_tracked"] = torch.tensor(7)
+    torch.save({"epoch": 3, "state_dict": nested}, path)
   graphdef, variables, shardings = _variables(lambda: _build(name))
   out = init_from.apply({"path": path, "converter": converter}, variables, shardings)
   got = _logits(graphdef, out, x)
@@ -160,7 +167,7 @@ def test_trainer_loads_once_then_resumes(tmp_path, monkeypatch):
                jax.tree.map(np.asarray, second["state"]["params"]), trained)
 
 
-# --- error cases (shapes only: nothing is loaded) ---------------------------------------------------
+# --- error cases (shapes only: nothing is loaded) -------------------------------------------------
 def _abstract(name, num_classes=5):
   model = nnx.eval_shape(lambda: _build(name, num_classes))
   params, rest = nnx.state(model, nnx.Param), nnx.state(model, nnx.Not(nnx.Param))
