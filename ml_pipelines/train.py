@@ -380,14 +380,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   if restored is not None:
     state, start_step = restored.state, restored.step
     print(f"Resumed from step {start_step} of {ckpt.directory}", flush=True)
-  elif config.get("init_from"):
-    variables = init_from.apply(config.init_from, {"params": env.variables(state)[0],
-                                                   "rest": state["rest"]},
-                                run.variable_shardings)
-    params, frozen = partition.split(variables["params"], run.program(0).mask)
-    state = {**state, "params": params, "frozen": frozen, "rest": variables["rest"]}
-    if run.ema_decay:
-      state["ema_params"] = jax.tree_util.tree_map(jnp.copy, params)
+  elif config.get("init_from") and config.init_from.get("path"):
+    # Pretrained weights, once at step 0; the task's extra and the optimizer state are made anew
+    # from them (a resumed run restores its own checkpoint instead).
+    state = run.initial_state(init_from.apply(config.init_from, variables, run.variable_shardings))
   prog = run.program(stages_lib.index_at(stages, start_step))
 
   iterator = input_pipeline.train_iterator(run.train_ds, config.batch_size, config.seed, start_step)

@@ -84,5 +84,6 @@ def test_mismatched_state_dict_names_the_keys():
   sd = dict(sd)
   sd["extra.weight"] = np.zeros(3, np.float32)
   del sd["fc.bias"]
-  with pytest.raises(ValueError, match=r"(?s)missing in state dict: fc\.bias.*extra\.weight"):
+  with pytest.raises(ValueError,
+                     match=r"(?s)missing in the file.*fc/bias <- fc\.bias.*unexpected.*extra\.weight"):
     convert.load_into(_build("resnet_basic"), sd)

@@ -6,7 +6,9 @@ kernels only, label smoothing 0.1, mixup 0.8 / cutmix 1.0 (one per batch), RandA
 stochastic depth; model EMA off by default (DeiT's 0.99996: `--config.ema_decay=0.99996`,
 evaluated beside the trained weights as `eval/ema_*`); bfloat16 compute with float32 parameters;
 `model.remat` for activation rematerialisation; fsdp rules that split every kernel (and position
-embeddings) over the fsdp axis.
+embeddings) over the fsdp axis. `init_from` fine-tunes from pretrained weights (empty path: from
+scratch): `--config.init_from.path=FILE` with the family's converter already set; a new head
+(digits_rgb's 10 classes) takes `--config.init_from.skip=^head/` (ResNet: `^fc/`).
 """
 import ml_collections
 
@@ -15,8 +17,10 @@ IMAGENET_TRAIN = 1_281_167
 
 def deit_config(model: str, arg: str | None, *, base_lr: float = 1e-3, weight_decay: float = 0.05,
                 drop_path: float = 0.1, warmup_epochs: int = 5, epochs: int = 300,
-                tiny_model: dict | None = None) -> ml_collections.ConfigDict:
-  """arg: 'imagenet2012' (default) or 'digits_rgb' (embedded, 32x32, tiny widths from `tiny_model`)."""
+                tiny_model: dict | None = None, converter: str = "ours"
+                ) -> ml_collections.ConfigDict:
+  """arg: 'imagenet2012' (default) or 'digits_rgb' (embedded, 32x32, tiny widths from `tiny_model`);
+  converter: the `models.convert` name of the family's pretrained checkpoints."""
   dataset = arg or "imagenet2012"
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -48,4 +52,5 @@ def deit_config(model: str, arg: str | None, *, base_lr: float = 1e-3, weight_de
       warmup_steps=warmup_epochs * steps_per_epoch, weight_decay=weight_decay,
       weight_decay_mask="kernel$", transforms=()))
   c.ema_decay = 0.0
+  c.init_from = ml_collections.ConfigDict(dict(path="", converter=converter, skip="", strict=True))
   return c

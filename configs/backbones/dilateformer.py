@@ -12,4 +12,5 @@ from configs.backbones.common import deit_config
 def get_config(arg=None):
   return deit_config("dilateformer_tiny", arg, base_lr=1e-3, weight_decay=0.05, drop_path=0.1,
                      warmup_epochs=10, tiny_model=dict(embed_dim=6, depths=(1, 1, 1, 1),
-                                                       num_heads=(3, 3, 3, 3)))
+                                                       num_heads=(3, 3, 3, 3)),
+                     converter="dilateformer")

@@ -8,7 +8,8 @@ from configs.backbones.common import deit_config
 
 
 def get_config(arg=None):
-  c = deit_config("resnet50", arg, base_lr=1e-3, weight_decay=0.05, drop_path=0.0)
+  c = deit_config("resnet50", arg, base_lr=1e-3, weight_decay=0.05, drop_path=0.0,
+                  converter="timm_resnet")
   del c.model["drop_path"]  # ResNet has no stochastic depth here
   if arg == "digits_rgb":
     c.model.name, c.model.width = "resnet18", 8

@@ -10,4 +10,5 @@ from configs.backbones.common import deit_config
 
 def get_config(arg=None):
   return deit_config("vit_b16", arg, base_lr=1e-3, weight_decay=0.05, drop_path=0.1,
-                     tiny_model=dict(embed_dim=16, depth=2, num_heads=2, patch_size=8, img_size=32))
+                     tiny_model=dict(embed_dim=16, depth=2, num_heads=2, patch_size=8, img_size=32),
+                     converter="timm_vit")

@@ -4,6 +4,13 @@ Datasets (first argument): `digits` (embedded demo, tiny backbone), `cifar10` (A
 `cub` (CUB-200-2011), `nus_wide`, `coco`, `market1501`, `duke`, `cuhk03` (prepared records under
 `data_dir`, see `python -m ml_pipelines.prep.hashing --help`). Paper-scale defaults follow
 /work/shared/papers/hashing.md; `digits` is sized to train in seconds on a CPU.
+
+Paper-scale runs start, as the papers do, from torchvision's ImageNet ResNet-50 (IMAGENET1K_V1,
+https://download.pytorch.org/models/resnet50-0676ba61.pth), read from `init_from.path` (default
+data/pretrained/resnet50-0676ba61.pth; elsewhere: `--config.init_from.path=FILE`; from scratch:
+`--config.init_from.path=''`): the trunk and every full-width layer4 copy load it, the method's own
+layers keep their initialisation (`skip`), and the unused ImageNet classifier `fc.*` is named in one
+warning (`strict=False`).
 """
 import ml_collections
 
@@ -63,4 +70,8 @@ def base_config(arg, *, model: dict, task: dict, lr: float, momentum: float, wei
       name="sgd", learning_rate=3e-2 if demo else lr, schedule="constant", warmup_steps=0,
       momentum=0.9 if demo else momentum, nesterov=nesterov, weight_decay=weight_decay,
       weight_decay_mask="kernel$", clip_grad_norm=0.0, transforms=()))
+  if not demo:
+    c.init_from = ml_collections.ConfigDict(dict(
+        path="data/pretrained/resnet50-0676ba61.pth", converter="torchvision_resnet",
+        skip=r"^(?!trunk/|layer4/|global_stage/|local_stage/)", strict=False))
   return c
