@@ -69,6 +69,7 @@ class Env:
     self._key_mask = key_mask
     self._datasets: dict[str, data.Dataset] = {}
     self._predict_fns: dict[Any, Callable] = {}
+    self.constants: dict[str, Any] = {}  # Task.constants, on device (set by the trainer)
 
   def dataset(self, split: str) -> data.Dataset:
     if split not in self._datasets:
@@ -79,9 +80,9 @@ class Env:
   def predict(self, state, fn: Callable, split: str, indices=None) -> dict[str, np.ndarray]:
     """Runs jitted `fn(model_in_eval_mode, batch)` over every example of `split` once, in order."""
     if fn not in self._predict_fns:
-      def apply(params, rest, batch):
+      def apply(params, rest, batch, constants):
         model = nnx.merge(self._graphdef_eval, params, _load_keys(rest, self._key_mask))
-        out = dict(fn(model, batch))
+        out = dict(fn(model, {**batch, **constants}))
         out["index"] = batch["index"]
         out["mask"] = batch["mask"]
         return out
@@ -91,7 +92,8 @@ class Env:
     bsh = sharding.batch_sharding(self.mesh)
     pieces = []
     for local in input_pipeline.eval_batches(dataset, self.config.eval_batch_size, indices):
-      out = apply(state["params"], state["rest"], input_pipeline.to_global(local, bsh))
+      out = apply(state["params"], state["rest"], input_pipeline.to_global(local, bsh),
+                  self.constants)
       pieces.append(_to_host(out))
     merged = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
     keep = merged.pop("mask").astype(bool)
@@ -177,6 +179,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                           state["params"])
   state["extra"] = jax.device_put(extra, repl)
   shardings["extra"] = jax.tree_util.tree_map(lambda _: repl, state["extra"])
+  # Task constants (a whole graph): on device once, replicated, not checkpointed; an argument of the
+  # jitted steps (not closed over, so never baked into the program) merged into every batch.
+  env.constants = jax.device_put(task.constants(env) or {}, repl)
 
   # 3. Resume from the newest readable checkpoint, onto this mesh.
   ckpt = checkpoint_lib.Checkpointer(workdir, keep=config.keep_checkpoints,
@@ -192,7 +197,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     state = init_from.apply(config.init_from, state, shardings)
 
   # 4. The pure, jitted, donated train step.
-  def train_step(state, batch):
+  def train_step(state, batch, constants):
+    batch = {**batch, **constants}
     step = state["step"]
     rng = jax.random.fold_in(state["rng"], step)
     rest = _load_keys(state["rest"], key_mask)
@@ -238,14 +244,17 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     return new, metrics
 
   batch_sharding = sharding.batch_sharding(mesh)
-  train_step = jax.jit(train_step, in_shardings=(shardings, batch_sharding),
+  train_step = jax.jit(train_step, in_shardings=(shardings, batch_sharding, repl),
                        out_shardings=(shardings, repl), donate_argnums=0)
   spec = input_pipeline.batch_spec(train_ds)
   local_batch = config.batch_size // jax.process_count()
-  iterator = input_pipeline.train_iterator(train_ds, config.batch_size, config.seed, start_step)
+  iterator = input_pipeline.train_iterator(train_ds, config.batch_size, config.seed, start_step,
+                                           stages=input_pipeline.default_stages(config.data))
   if restored is not None and restored.data_state.get("next_index", start_step) != start_step:
     raise RuntimeError(f"Checkpoint data state {restored.data_state} does not match step "
                        f"{start_step}.")
+  if restored is not None:  # the index lists set so far
+    iterator.set_state(restored.data_state)
 
   writer = MetricsWriter(workdir, total_steps, start_step)
 
@@ -274,7 +283,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   for step in range(start_step, total_steps):
     local = next(iterator)
     input_pipeline.check_batch(local, spec, local_batch, where=f"training batch {step}")
-    state, metrics = train_step(state, input_pipeline.to_global(local, batch_sharding))
+    state, metrics = train_step(state, input_pipeline.to_global(local, batch_sharding),
+                                env.constants)
     pending.append(metrics)
     state = task.after_step(env, state, step + 1)
     done = step + 1

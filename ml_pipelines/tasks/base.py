@@ -32,6 +32,15 @@ class Task:
     """
     return None
 
+  def constants(self, env) -> dict[str, Any] | None:
+    """Arrays every batch needs whole (a graph's features and edge lists), or None.
+
+    The trainer puts them on the devices once (replicated, never checkpointed) and passes them to
+    the jitted train step and `env.predict` as an argument, merged into each batch as
+    `batch[name]` (so `loss` and `eval_metrics` read e.g. `batch["graph"]`).
+    """
+    return None
+
   def loss(self, model: nnx.Module, batch: dict[str, jax.Array], rng: jax.Array, extra: Any,
            step: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
     """Training forward pass (model in train mode). Returns `(loss, aux)` with optional keys:
