@@ -27,7 +27,8 @@ INDEX_LIST = np.arange(0, len(LABELS), 3)
 def _batches(name, seed, stage=0, **kw):
   stages = [(0, {"name": "epochs"}), (7, CONFIGS[name])] if stage else [(0, CONFIGS[name])]
   b = pipeline.TrainBatches(_dataset(), 16, seed, stages=stages, **kw)
-  b.set_index_list(stage, INDEX_LIST)
+  if name == "index_list":
+    b.set_index_list(stage, INDEX_LIST)
   return b
 
 
@@ -86,6 +87,12 @@ def test_index_list_yields_only_listed_indices_and_every_one_per_epoch():
   assert len(set(epoch.tolist())) == len(epoch)  # a permutation, remainder dropped
   with pytest.raises(RuntimeError, match=r"set_index_list\(0, indices\)"):
     pipeline.TrainBatches(_dataset(), 16, 0, stages=[(0, {"name": "index_list"})]).indices(0)
+  with pytest.raises(ValueError, match="not an index list"):
+    _batches("epochs", seed=0).set_index_list(0, INDEX_LIST)
+  short = _batches("index_list", seed=0)
+  short.set_index_list(0, INDEX_LIST[:15])
+  with pytest.raises(ValueError, match="fewer than batch_size 16"):
+    short.indices(0)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

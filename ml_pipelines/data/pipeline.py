@@ -88,9 +88,6 @@ class TrainBatches:
     self.index_lists: dict[int, np.ndarray] = {}
     self._samplers: dict[int, Any] = {}
     self._labels: dict[str, np.ndarray] = {}
-    if stages[0][1].get("name", "epochs") == "epochs" and self.size < global_batch:
-      raise ValueError(f"The training split has {self.size} examples, fewer than batch_size "
-                       f"{global_batch}.")
 
   def stage_of(self, step: int) -> int:
     return int(np.searchsorted([s for s, _ in self.stages], step, side="right")) - 1
@@ -110,6 +107,8 @@ class TrainBatches:
     return self._labels[field]
 
   def set_index_list(self, stage: int, indices) -> None:
+    if self.stages[stage][1].get("name") != "index_list":
+      raise ValueError(f"Stage {stage} samples with {self.stages[stage][1]}, not an index list.")
     self.index_lists[int(stage)] = np.asarray(indices, np.int64).ravel()
     self._samplers.pop(int(stage), None)
 

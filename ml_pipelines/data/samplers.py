@@ -44,8 +44,8 @@ class Epochs:
   def __init__(self, pool: np.ndarray, global_batch: int, seed: int, stage: int):
     self.pool = np.asarray(pool, np.int64)
     if len(self.pool) < global_batch:
-      raise ValueError(f"Stage {stage} samples from {len(self.pool)} examples, fewer than "
-                       f"batch_size {global_batch}.")
+      raise ValueError(f"Stage {stage} samples from {len(self.pool)} examples (the whole split, or "
+                       f"its index list), fewer than batch_size {global_batch}.")
     self.global_batch, self.seed, self.stage = global_batch, seed, stage
     self.steps_per_epoch = len(self.pool) // global_batch
     self._cache: tuple[int, np.ndarray] | None = None

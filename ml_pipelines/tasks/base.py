@@ -1,8 +1,8 @@
 """The `Task` contract: how a method turns a model and a batch into a loss, metrics and extras.
 
 The trainer owns the loop, the state and the shardings; a task owns what is computed. Everything a
-task method returns from `loss` and `eval_metrics` runs inside `jax.jit`; `init_extra`, `evaluate`
-and `after_step` run on the host and may call jitted code through `env`.
+task method returns from `loss` and `eval_metrics` runs inside `jax.jit`; `init_extra`, `constants`,
+`evaluate` and `after_step` run on the host and may call jitted code through `env`.
 """
 from __future__ import annotations
 
