@@ -15,8 +15,8 @@ BOXES = np.array([[3, 2, 9, 7], [0, 0, 4, 3], [12, 8, 16, 12]], np.float32)  # x
 
 def _example():
   ys, xs = np.mgrid[0:H, 0:W]
-  return {"image": np.stack([ys, xs], -1).astype(np.float32), "mask": (ys * W + xs).astype(np.int32),
-          "boxes": BOXES.copy(), "label": np.int32(3)}
+  return {"image": np.stack([ys, xs], -1).astype(np.float32),
+          "mask": (ys * W + xs).astype(np.int32), "boxes": BOXES.copy(), "label": np.int32(3)}
 
 
 def _source_of_mask(out):

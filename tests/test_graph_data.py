@@ -1,4 +1,4 @@
-"""Message passing against dense adjacency matrices, graph padding, and both graph layouts trained."""
+"""Message passing against dense adjacency matrices, graph padding, both graph layouts trained."""
 import os
 
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Samplers and the staged training iterator: pure functions of (seed, stage, step), exact resume."""
+"""Samplers and the staged training iterator: pure in (seed, stage, step); exact resume."""
 import json
 
 import numpy as np
@@ -143,3 +143,28 @@ def test_state_round_trip_mid_stage_with_an_index_list_matches_an_uninterrupted_
       np.testing.assert_array_equal(a[k], b[k])
   assert set(np.concatenate([w["index"] for w in whole[5:12]]).tolist()) <= set(INDEX_LIST)
   assert not set(np.concatenate([w["index"] for w in whole[:5]]).tolist()) <= set(INDEX_LIST)
+
+
+class _CountingSource:
+  """A source without arrays (like ArrayRecord or TFDS): labels must be read by iterating it."""
+
+  def __init__(self, arrays):
+    self.inner, self.reads = data.ArraySource(arrays), 0
+
+  def __len__(self):
+    return len(self.inner)
+
+  def __getitem__(self, i):
+    self.reads += 1
+    return self.inner[i]
+
+
+def test_labels_of_a_lazy_source_are_read_once_for_every_stage():
+  source = _CountingSource(_dataset().source.arrays)
+  ds = data.Dataset(source, _dataset().element_spec)
+  stages = [(0, {"name": "pk", "k": 4}), (3, {"name": "class_balanced"})]
+  lazy = pipeline.TrainBatches(ds, 16, 5, stages=stages)
+  eager = pipeline.TrainBatches(_dataset(), 16, 5, stages=stages)
+  for step in (0, 4, 2, 7):
+    np.testing.assert_array_equal(lazy.global_indices(step), eager.global_indices(step))
+  assert source.reads == len(LABELS)  # one pass, shared by both stages

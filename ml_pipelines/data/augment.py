@@ -142,7 +142,7 @@ def rand_augment(img: np.ndarray, rng: np.random.Generator, num_ops: int = 2,
   return img
 
 
-# --- joint transforms: image, mask and boxes with the same parameters ------------------------------
+# --- joint transforms: image, mask and boxes with the same parameters --------------------------
 IGNORE = 255
 
 

@@ -72,7 +72,7 @@ def sbm(config, split: str) -> data.Dataset:
 
 
 def cycle_or_path(n: int, label: int, rng: np.random.Generator, max_degree: int = 2) -> dict:
-  """A cycle (label 0) or path (label 1) on n nodes in random node order, one-hot degree features."""
+  """A cycle (label 0) or path (label 1) on n nodes in random order, one-hot degree features."""
   ring = np.stack([np.arange(n), (np.arange(n) + 1) % n], 1)[:n if label == 0 else n - 1]
   relabel = rng.permutation(n)
   senders, receivers = graphs.undirected_edges(relabel[ring])

@@ -5,11 +5,11 @@
     edge_weight [E] (optional)}`. A node task returns them from `Task.constants`, so the trainer
     puts the graph on the devices once and every step runs the whole-graph forward, reading off the
     batch's nodes.
-(b) Padded graphs as examples (`padded_graph_dataset`), for graph-level tasks: each graph is padded to
-    fixed `(max_nodes, max_edges)` so examples stack into `x [B, N, F]`, `senders/receivers [B, E]`.
-    As in jraph's `pad_with_graphs`, padding edges run from and to a padding node (the last node slot,
-    so `max_nodes` exceeds every graph's node count) and are masked (`edge_mask`, weight 0), so they
-    change no real node; `node_mask` marks the real nodes for readouts.
+(b) Padded graphs as examples (`padded_graph_dataset`), for graph-level tasks: each graph is padded
+    to fixed `(max_nodes, max_edges)` so examples stack into `x [B, N, F]`, `senders/receivers
+    [B, E]`. As in jraph's `pad_with_graphs`, padding edges run from and to a padding node (the last
+    node slot, so `max_nodes` exceeds every graph's node count) and are masked (`edge_mask`, weight
+    0), so they change no real node; `node_mask` marks the real nodes for readouts.
 
 Edge lists are directed (`senders -> receivers`); undirected graphs list both directions
 (`undirected_edges`).

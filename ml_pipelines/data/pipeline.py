@@ -1,8 +1,8 @@
 """Grain input pipelines: deterministic global batches, each process reading only its own rows.
 
-Training: a run is a table of stages, each with a sampler (`samplers.py`: shuffled epochs by default,
-P x K identities, class-balanced, or a task-given index list); the global batch at a step is a pure
-function of (seed, stage, step within the stage). Process p reads the contiguous rows
+Training: a run is a table of stages, each with a sampler (`samplers.py`: shuffled epochs by
+default, P x K identities, class-balanced, or a task-given index list); the global batch at a step
+is a pure function of (seed, stage, step within the stage). Process p reads the contiguous rows
 `[p*B/P, (p+1)*B/P)` of each global batch -- exactly the rows its devices hold under the batch
 sharding -- so 2 processes x 2 devices see the same global batch as 1 x 4. Example i at step t is
 augmented with a generator seeded by (seed, t, i). The iterator state (checkpointed with the model)
@@ -187,8 +187,9 @@ class TrainIterator:
     self._it = None  # drop anything prefetched from the old list
 
   def get_state(self) -> dict[str, Any]:
+    lists = self.batches.index_lists
     return {"next_index": self.next_step,
-            "index_lists": {str(s): v.tolist() for s, v in sorted(self.batches.index_lists.items())}}
+            "index_lists": {str(s): lists[s].tolist() for s in sorted(lists)}}
 
   def set_state(self, state: dict[str, Any]) -> None:
     self.next_step = int(state["next_index"])

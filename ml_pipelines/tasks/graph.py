@@ -28,7 +28,8 @@ class _Classification(Task):
   def _metrics(self, model, batch):
     logits = self.logits(model, batch)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-    return {"loss": loss, "accuracy": (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)}
+    correct = jnp.argmax(logits, -1) == batch["label"]
+    return {"loss": loss, "accuracy": correct.astype(jnp.float32)}
 
   def loss(self, model, batch, rng, extra, step):
     m = self._metrics(model, batch)
