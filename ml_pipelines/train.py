@@ -84,6 +84,7 @@ class Env:
     self.constants: dict[str, jax.Array] = {}  # Task.constants, on the devices once
     self._graphdef_eval = graphdef_eval
     self._key_mask = key_mask
+    self.iterator = None  # the training batches; a stage-start hook may set its index list
     self._datasets: dict[str, data.Dataset] = {}
     self._predict_fns: dict[Any, Callable] = {}
 
@@ -92,6 +93,11 @@ class Env:
       builder = data.get(self.config.data.name)
       self._datasets[split] = builder(self.config.data, split)
     return self._datasets[split]
+
+  def set_index_list(self, stage: int, indices) -> None:
+    """The examples an `index_list` stage samples from (current classes + exemplar memory); set
+    in `Task.start_stage`, checkpointed with the data state."""
+    self.iterator.set_index_list(stage, indices)
 
   @staticmethod
   def variables(state) -> tuple[dict, dict]:
@@ -386,10 +392,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     state = run.initial_state(init_from.apply(config.init_from, variables, run.variable_shardings))
   prog = run.program(stages_lib.index_at(stages, start_step))
 
-  iterator = input_pipeline.train_iterator(run.train_ds, config.batch_size, config.seed, start_step)
-  if restored is not None and restored.data_state.get("next_index", start_step) != start_step:
-    raise RuntimeError(f"Checkpoint data state {restored.data_state} does not match step "
-                       f"{start_step}.")
+  iterator = input_pipeline.train_iterator(run.train_ds, config.batch_size, config.seed, start_step,
+                                           stages=stages_lib.sampler_table(stages))
+  if restored is not None:  # the next step and the index lists the tasks set
+    if restored.data_state.get("next_index", start_step) != start_step:
+      raise RuntimeError(f"Checkpoint data state {restored.data_state} does not match step "
+                         f"{start_step}.")
+    iterator.set_state(restored.data_state)
+  env.iterator = iterator
   if restored is None:
     state = prog.task.start_stage(env, state, prog.stage)
   spec = input_pipeline.batch_spec(run.train_ds)

@@ -1,9 +1,18 @@
-"""RandAugment in NumPy, per example (Cubuk et al. 2020, "RandAugment", Sec. 3; timm's
-`rand-m9-mstd0.5-inc1` variant used by the DeiT recipe: magnitudes increase with m, each op's sign
-is random, the magnitude is drawn from N(m, std)).
+"""Image augmentations in NumPy, per example.
 
-Every function takes an HWC uint8 image and the example's `np.random.Generator`, so the augmentation
-is a deterministic function of (seed, epoch, index) as the input pipeline requires.
+RandAugment (Cubuk et al. 2020, "RandAugment", Sec. 3; timm's `rand-m9-mstd0.5-inc1` variant used by
+the DeiT recipe: magnitudes increase with m, each op's sign is random, the magnitude is drawn from
+N(m, std)).
+
+Joint transforms for dense and detection tasks: one set of random parameters moves an example's
+`image` [H, W, C], its `mask` [H, W] (class ids; 255 = ignore) and its `boxes` [N, 4] together, so
+the mask and boxes stay where the image content went. Images are resampled bilinearly (half-pixel
+centres, as PIL / OpenCV / `align_corners=False`), masks by nearest neighbour (never blending class
+ids), boxes `(x0, y0, x1, y1)` in pixel-edge coordinates (pixel (y, x) covers [x, x+1) x [y, y+1))
+exactly. Photometric ops touch the image only. Keys other than these pass through unchanged.
+
+Every random function takes the example's `np.random.Generator`, so the augmentation is a
+deterministic function of (seed, step, index) as the input pipeline requires.
 """
 from __future__ import annotations
 
@@ -131,3 +140,138 @@ def rand_augment(img: np.ndarray, rng: np.random.Generator, num_ops: int = 2,
                       0, _MAX))
     img = op(img, m, sign=1 if rng.random() < 0.5 else -1) if op in SIGNED else op(img, m)
   return img
+
+
+# --- joint transforms: image, mask and boxes with the same parameters --------------------------
+IGNORE = 255
+
+
+def hflip(ex: dict) -> dict:
+  """Mirror left-right: columns reversed, box x-extents reflected (x -> W - x)."""
+  out = dict(ex)
+  w = ex["image"].shape[1]
+  out["image"] = ex["image"][:, ::-1]
+  if "mask" in ex:
+    out["mask"] = ex["mask"][:, ::-1]
+  if "boxes" in ex:
+    b = np.asarray(ex["boxes"], np.float32)
+    out["boxes"] = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], axis=1)
+  return out
+
+
+def crop(ex: dict, top: int, left: int, height: int, width: int) -> dict:
+  """The window `[top, top+height) x [left, left+width)`; boxes shifted and clipped to it (a box
+  outside the window keeps zero area)."""
+  out = dict(ex)
+  out["image"] = ex["image"][top:top + height, left:left + width]
+  if "mask" in ex:
+    out["mask"] = ex["mask"][top:top + height, left:left + width]
+  if "boxes" in ex:
+    b = np.asarray(ex["boxes"], np.float32) - np.array([left, top, left, top], np.float32)
+    out["boxes"] = np.clip(b, 0, np.array([width, height, width, height], np.float32))
+  return out
+
+
+def _bilinear(img: np.ndarray, height: int, width: int) -> np.ndarray:
+  def taps(n_in, n_out):
+    src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    lo = np.floor(src).astype(int)
+    return lo, np.minimum(lo + 1, n_in - 1), (src - lo).astype(np.float32)
+  (y0, y1, wy), (x0, x1, wx) = taps(img.shape[0], height), taps(img.shape[1], width)
+  f, extra = img.astype(np.float32), (1,) * (img.ndim - 2)
+  wy, wx = wy.reshape(-1, 1, *extra), wx.reshape(1, -1, *extra)
+  rows = f[y0] * (1 - wy) + f[y1] * wy
+  out = rows[:, x0] * (1 - wx) + rows[:, x1] * wx
+  if np.issubdtype(img.dtype, np.integer):
+    info = np.iinfo(img.dtype)
+    return np.clip(np.rint(out), info.min, info.max).astype(img.dtype)
+  return out.astype(img.dtype)
+
+
+def _nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+  ys = np.minimum(((np.arange(height) + 0.5) * mask.shape[0] / height).astype(int),
+                  mask.shape[0] - 1)
+  xs = np.minimum(((np.arange(width) + 0.5) * mask.shape[1] / width).astype(int),
+                  mask.shape[1] - 1)
+  return mask[ys[:, None], xs[None, :]]
+
+
+def resize(ex: dict, height: int, width: int) -> dict:
+  """To `height x width`: image bilinear, mask nearest neighbour, boxes scaled."""
+  out = dict(ex)
+  h, w = ex["image"].shape[:2]
+  out["image"] = _bilinear(np.asarray(ex["image"]), height, width)
+  if "mask" in ex:
+    out["mask"] = _nearest(np.asarray(ex["mask"]), height, width)
+  if "boxes" in ex:
+    scale = np.array([width / w, height / h, width / w, height / h], np.float32)
+    out["boxes"] = np.asarray(ex["boxes"], np.float32) * scale
+  return out
+
+
+def pad(ex: dict, height: int, width: int, fill: float = 0, ignore: int = IGNORE) -> dict:
+  """Pads bottom and right up to at least `height x width`: image with `fill`, mask with `ignore`
+  (no loss there); boxes do not move."""
+  h, w = ex["image"].shape[:2]
+  dh, dw = max(height - h, 0), max(width - w, 0)
+  out = dict(ex)
+  out["image"] = np.pad(ex["image"], ((0, dh), (0, dw)) + ((0, 0),) * (ex["image"].ndim - 2),
+                        constant_values=fill)
+  if "mask" in ex:
+    out["mask"] = np.pad(ex["mask"], ((0, dh), (0, dw)), constant_values=ignore)
+  return out
+
+
+def sample_crop(height: int, width: int, rng: np.random.Generator,
+                scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+  """(top, left, h, w) of an Inception crop (timm RandomResizedCrop): area fraction U(scale),
+  log-uniform aspect ratio, 10 tries, then the central square."""
+  for _ in range(10):
+    area = height * width * rng.uniform(*scale)
+    ar = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+    cw, ch = int(round(np.sqrt(area * ar))), int(round(np.sqrt(area / ar)))
+    if 0 < cw <= width and 0 < ch <= height:
+      return int(rng.integers(0, height - ch + 1)), int(rng.integers(0, width - cw + 1)), ch, cw
+  s = min(height, width)
+  return (height - s) // 2, (width - s) // 2, s, s
+
+
+def random_resized_crop(ex: dict, rng: np.random.Generator, size: int | tuple[int, int],
+                        scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> dict:
+  """An Inception crop of the example, resized to `size`."""
+  height, width = (size, size) if np.isscalar(size) else size
+  return resize(crop(ex, *sample_crop(*ex["image"].shape[:2], rng, scale, ratio)), height, width)
+
+
+def random_scale_crop(ex: dict, rng: np.random.Generator, size: int | tuple[int, int],
+                      scale=(0.5, 2.0), fill: float = 0, ignore: int = IGNORE) -> dict:
+  """Segmentation training crop (mmseg RandomResize + RandomCrop + Pad): rescale by U(scale), pad to
+  at least `size` (mask with `ignore`), then a uniformly placed `size` window."""
+  height, width = (size, size) if np.isscalar(size) else size
+  h, w = ex["image"].shape[:2]
+  s = rng.uniform(*scale)
+  ex = pad(resize(ex, max(1, int(round(h * s))), max(1, int(round(w * s)))), height, width,
+           fill, ignore)
+  h, w = ex["image"].shape[:2]
+  return crop(ex, int(rng.integers(0, h - height + 1)), int(rng.integers(0, w - width + 1)),
+              height, width)
+
+
+def random_hflip(ex: dict, rng: np.random.Generator, p: float = 0.5) -> dict:
+  return hflip(ex) if rng.random() < p else ex
+
+
+def photometric(ex: dict, rng: np.random.Generator, brightness: float = 32,
+                contrast=(0.5, 1.5), saturation=(0.5, 1.5)) -> dict:
+  """Image-only colour jitter of a uint8 image (mmseg PhotoMetricDistortion without hue): each of
+  brightness (add U(-b, b)), contrast (blend with the mean grey, factor U(contrast)) and saturation
+  (blend with the greyscale image, factor U(saturation)) with probability 1/2. Mask, boxes kept."""
+  img = np.asarray(ex["image"])
+  if rng.random() < 0.5:
+    img = np.clip(img.astype(np.float32) + rng.uniform(-brightness, brightness), 0, 255
+                  ).astype(np.uint8)
+  if rng.random() < 0.5:
+    img = _blend(img, np.full(img.shape, _gray(img).mean(), np.float32), rng.uniform(*contrast))
+  if rng.random() < 0.5:
+    img = _blend(img, _gray(img), rng.uniform(*saturation))
+  return {**ex, "image": img}

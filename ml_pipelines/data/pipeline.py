@@ -1,11 +1,13 @@
 """Grain input pipelines: deterministic global batches, each process reading only its own rows.
 
-Training: epoch e visits the split in the order `permutation(seed, e)`; global batch b of the run is
-`order[b*B:(b+1)*B]` (the remainder of each epoch is dropped so every batch is full). Process p reads
-the contiguous rows `[p*B/P, (p+1)*B/P)` of each global batch -- exactly the rows its devices hold
-under the batch sharding -- so 2 processes x 2 devices see the same global batch as 1 x 4. The
-grain dataset is indexed by step, so its iterator state (checkpointed with the model) is a step
-number and a resumed run reads exactly the examples it would have read.
+Training: a run is a table of stages, each with a sampler (`samplers.py`: shuffled epochs by
+default, P x K identities, class-balanced, or a task-given index list); the global batch at a step
+is a pure function of (seed, stage, step within the stage). Process p reads the contiguous rows
+`[p*B/P, (p+1)*B/P)` of each global batch -- exactly the rows its devices hold under the batch
+sharding -- so 2 processes x 2 devices see the same global batch as 1 x 4. Example i at step t is
+augmented with a generator seeded by (seed, t, i). The iterator state (checkpointed with the model)
+is the next step plus the index lists set so far, so a resumed run reads exactly the examples it
+would have read.
 
 Evaluation: every example exactly once, in order; the last global batch is padded with `mask=False`
 rows, never dropped.
@@ -19,7 +21,7 @@ import grain
 import jax
 import numpy as np
 
-from ml_pipelines.data import Dataset
+from ml_pipelines.data import ArraySource, Dataset, samplers
 
 
 def _check_example(example: dict, spec, where: str) -> None:
@@ -48,37 +50,76 @@ def _stack(examples: list[dict]) -> dict[str, np.ndarray]:
   return {k: np.stack([np.asarray(e[k]) for e in examples]) for k in examples[0]}
 
 
+def _as_dict(config) -> dict:
+  return dict(config.to_dict() if hasattr(config, "to_dict") else config)
+
+
 class TrainBatches:
-  """The local rows of global training batch `step`, for step = 0, 1, 2, ..."""
+  """The local rows of global training batch `step`, for step = 0, 1, 2, ... of the whole run.
+
+  `stages`: `[(first_step, sampler_config), ...]`, first steps increasing from 0; stage i serves
+  steps `[first_i, first_{i+1})` and its sampler sees the step counted from `first_i`.
+  """
 
   def __init__(self, dataset: Dataset, global_batch: int, seed: int,
-               process_index: int = 0, process_count: int = 1):
+               process_index: int = 0, process_count: int = 1,
+               stages: list[tuple[int, Any]] | None = None):
     if global_batch % process_count:
       raise ValueError(f"batch_size {global_batch} does not divide by {process_count} processes.")
     self.dataset = dataset
     self.size = len(dataset.source)
     self.global_batch = global_batch
     self.local_batch = global_batch // process_count
-    if self.size < global_batch:
-      raise ValueError(f"The training split has {self.size} examples, fewer than batch_size "
-                       f"{global_batch}.")
-    self.steps_per_epoch = self.size // global_batch
     self.seed = seed
     self.offset = process_index * self.local_batch
-    self._orders: dict[int, np.ndarray] = {}
+    stages = [(int(s), _as_dict(c)) for s, c in (stages or [(0, {"name": "epochs"})])]
+    firsts = [s for s, _ in stages]
+    if firsts[0] != 0 or any(b <= a for a, b in zip(firsts, firsts[1:])):
+      raise ValueError(f"Stage first steps must start at 0 and increase, got {firsts}.")
+    for _, c in stages:
+      samplers.check(c)
+    self.stages = stages
+    self.index_lists: dict[int, np.ndarray] = {}
+    self._samplers: dict[int, Any] = {}
+    self._labels: dict[str, np.ndarray] = {}
 
-  def _order(self, epoch: int) -> np.ndarray:
-    if epoch not in self._orders:
-      self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.size)}
-    return self._orders[epoch]
+  def stage_of(self, step: int) -> int:
+    return int(np.searchsorted([s for s, _ in self.stages], step, side="right")) - 1
+
+  def stage_end(self, stage: int) -> int | None:
+    """The first step after `stage`, or None for the last stage."""
+    return self.stages[stage + 1][0] if stage + 1 < len(self.stages) else None
+
+  def labels(self, field: str) -> np.ndarray:
+    """One label per example, read once (ArraySource: its array; otherwise one pass)."""
+    if field not in self._labels:
+      source = self.dataset.source
+      if isinstance(source, ArraySource):
+        self._labels[field] = np.asarray(source.arrays[field])
+      else:
+        self._labels[field] = np.array([np.asarray(source[i][field]) for i in range(self.size)])
+    return self._labels[field]
+
+  def set_index_list(self, stage: int, indices) -> None:
+    if self.stages[stage][1].get("name") != "index_list":
+      raise ValueError(f"Stage {stage} samples with {self.stages[stage][1]}, not an index list.")
+    self.index_lists[int(stage)] = np.asarray(indices, np.int64).ravel()
+    self._samplers.pop(int(stage), None)
+
+  def sampler(self, stage: int):
+    if stage not in self._samplers:
+      self._samplers[stage] = samplers.build(
+          self.stages[stage][1], size=self.size, global_batch=self.global_batch, seed=self.seed,
+          stage=stage, labels=self.labels, index_list=self.index_lists.get(stage))
+    return self._samplers[stage]
+
+  def global_indices(self, step: int) -> np.ndarray:
+    stage = self.stage_of(step)
+    return self.sampler(stage).indices(step - self.stages[stage][0])
 
   def indices(self, step: int) -> np.ndarray:
-    epoch, b = divmod(step, self.steps_per_epoch)
-    start = b * self.global_batch + self.offset
-    return self._order(epoch)[start:start + self.local_batch]
-
-  def __len__(self) -> int:
-    return np.iinfo(np.int32).max
+    """This process's rows of global batch `step`."""
+    return self.global_indices(step)[self.offset:self.offset + self.local_batch]
 
   def __getitem__(self, step: int) -> dict[str, np.ndarray]:
     examples = []
@@ -91,19 +132,73 @@ class TrainBatches:
     return _stack(examples)
 
 
-def train_iterator(dataset: Dataset, global_batch: int, seed: int, start_step: int = 0,
-                   num_threads: int = 2, prefetch: int = 4):
-  """A grain iterator over local training batches starting at `start_step`.
+class _Steps:
+  """Steps `[first, stop)` of `batches` as a random-access source (stop None: unbounded)."""
 
-  Returns the iterator; `iterator.get_state()` / `set_state()` round-trip through checkpoints.
+  def __init__(self, batches: TrainBatches, first: int, stop: int | None):
+    self.batches, self.first = batches, first
+    self._len = (stop if stop is not None else np.iinfo(np.int32).max) - first
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    return self.batches[self.first + int(i)]
+
+
+class TrainIterator:
+  """Local training batches from `next_step` on, prefetched by grain threads within one stage.
+
+  Prefetching never crosses a stage boundary: the next stage's grain iterator starts when its first
+  batch is asked for, after the trainer's stage-start hook has set that stage's index list.
+  `get_state()` is JSON: the next step and every index list set so far.
   """
-  batches = TrainBatches(dataset, global_batch, seed, jax.process_index(), jax.process_count())
-  ds = grain.MapDataset.source(batches)
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
-                                            prefetch_buffer_size=prefetch)).__iter__()
-  if start_step:
-    it.set_state({"next_index": int(start_step)})
-  return it
+
+  def __init__(self, batches: TrainBatches, start_step: int = 0, num_threads: int = 2,
+               prefetch: int = 4):
+    self.batches = batches
+    self.next_step = int(start_step)
+    self._options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+    self._it = None
+    self._stop: int | None = None
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    if self._it is None or (self._stop is not None and self.next_step >= self._stop):
+      stage = self.batches.stage_of(self.next_step)
+      self.batches.sampler(stage)  # fails here, on the caller's thread, if a list is missing
+      self._stop = self.batches.stage_end(stage)
+      source = _Steps(self.batches, self.next_step, self._stop)
+      self._it = iter(grain.MapDataset.source(source).to_iter_dataset(self._options))
+    batch = next(self._it)
+    self.next_step += 1
+    return batch
+
+  def set_index_list(self, stage: int, indices) -> None:
+    self.batches.set_index_list(stage, indices)
+    self._it = None  # drop anything prefetched from the old list
+
+  def get_state(self) -> dict[str, Any]:
+    lists = self.batches.index_lists
+    return {"next_index": self.next_step,
+            "index_lists": {str(s): lists[s].tolist() for s in sorted(lists)}}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self.next_step = int(state["next_index"])
+    for s, v in state.get("index_lists", {}).items():
+      self.batches.set_index_list(int(s), np.asarray(v, np.int64))
+    self._it = None
+
+
+def train_iterator(dataset: Dataset, global_batch: int, seed: int, start_step: int = 0,
+                   stages: list[tuple[int, Any]] | None = None, num_threads: int = 2,
+                   prefetch: int = 4) -> TrainIterator:
+  """This process's training batches from `start_step` on (see `TrainIterator`)."""
+  batches = TrainBatches(dataset, global_batch, seed, jax.process_index(), jax.process_count(),
+                         stages)
+  return TrainIterator(batches, start_step, num_threads, prefetch)
 
 
 def eval_batches(dataset: Dataset, global_batch: int, indices: np.ndarray | None = None

@@ -1,8 +1,8 @@
 """The `Task` contract: how a method turns a model and a batch into a loss, metrics and extras.
 
 The trainer owns the loop, the state and the shardings; a task owns what is computed. Everything a
-task method returns from `loss` and `eval_metrics` runs inside `jax.jit`; `init_extra`, `evaluate`
-and `after_step` run on the host and may call jitted code through `env`.
+task method returns from `loss` and `eval_metrics` runs inside `jax.jit`; `init_extra`, `constants`,
+`evaluate` and `after_step` run on the host and may call jitted code through `env`.
 """
 from __future__ import annotations
 
@@ -32,6 +32,15 @@ class Task:
     """
     return None
 
+  def constants(self, env) -> dict[str, Any] | None:
+    """Arrays every batch needs whole (a graph's features and edge lists), or None.
+
+    The trainer puts them on the devices once (replicated, never checkpointed) and passes them to
+    the jitted train step and `env.predict` as an argument, merged into each batch as
+    `batch[name]` (so `loss` and `eval_metrics` read e.g. `batch["graph"]`).
+    """
+    return None
+
   def loss(self, model: nnx.Module, batch: dict[str, jax.Array], rng: jax.Array, extra: Any,
            step: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
     """Training forward pass (model in train mode). Returns `(loss, aux)` with optional keys:
@@ -50,12 +59,6 @@ class Task:
     """Whole-split evaluation. The default averages `eval_metrics` over every example once."""
     outputs = env.predict(state, self.eval_metrics, split=self.config.data.eval_split)
     return {k: float(np.mean(v)) for k, v in outputs.items() if k != "index"}
-
-  def constants(self, env) -> dict[str, np.ndarray] | None:
-    """Arrays every batch needs that are not examples (a whole graph), or None. The trainer puts
-    them on the devices once (replicated, never checkpointed) and adds them to every train and
-    eval batch under their names; they are jitted arguments, not constants baked into programs."""
-    return None
 
   def start_stage(self, env, state, stage):
     """Host-side hook when a stage of `config.stages` begins (herding, a teacher snapshot); also
