@@ -33,12 +33,25 @@ def interrupted(config, workdir, stop_after: int):
     cls.after_step = original
 
 
+@tasks.register("classification_first_digits")
+class FirstDigits(tasks.get("classification")):
+  """Stage 1 samples only digits 0-4: the index list a stage-start hook hands the pipeline."""
+
+  def start_stage(self, env, state, stage):
+    if stage.index == 1:
+      labels = env.dataset(self.config.data.train_split).source.arrays["label"]
+      env.set_index_list(1, np.flatnonzero(labels < 5))
+    return state
+
+
 def three_stages(**kw):
   c = small_config(**{"total_steps": 12, "checkpoint_every": 1, "log_every": 1, **kw})
   c.optimizer.warmup_steps = 0
+  c.task.name = "classification_first_digits"
   c.stages = (
       dict(name="head", steps=4, trainable="^fc2/", optimizer=dict(learning_rate=0.05)),
-      dict(name="all", steps=4, optimizer=dict(schedule="constant")),
+      dict(name="all", steps=4, optimizer=dict(schedule="constant"),
+           data=dict(sampler=dict(name="index_list"))),
       dict(name="all_slow", steps=4, reset_optimizer=False,
            optimizer=dict(schedule="constant", learning_rate=1e-3)),
   )
@@ -96,7 +109,8 @@ def test_interrupted_anywhere_resumes_bit_identical(tmp_path):
   reference = _params(train.train_and_evaluate(three_stages(), str(tmp_path / "ref"))["state"])
   workdir = tmp_path / "run"
   # Each stop leaves the newest checkpoint at: 3 (just before the first boundary), 4 (at it,
-  # saved in stage 2's layout), 5 (just after it), 9 (inside the stage that keeps its optimizer).
+  # saved in stage 2's layout, with stage 2's index list), 5 (just after it), 9 (inside the stage
+  # that keeps its optimizer).
   for stop_after in (4, 5, 6, 10):
     interrupted(three_stages(), workdir, stop_after)
   resumed = _params(train.train_and_evaluate(three_stages(), str(workdir))["state"])
