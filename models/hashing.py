@@ -20,11 +20,11 @@ Models:
   parameter and checked against its forward): SEM suppression-enhancing attention (3 maps), ICON
   channel transformers inside the refine stages, global branch -> c/2 bits, local branches -> the
   rest; `semicon_from_torch` imports official checkpoints.
-- DMIH (arXiv 1905.10980, "Deep Multi-Index Hashing for Person Re-Identification"): one branch (own
+- DMIH (arXiv 1905.10980, deep multi-index hashing for person re-identification): one branch (own
   stage + GAP + Linear) per code block, codes concatenated.
-- MCH (arXiv 2008.01503, "Learning to Hash with Multiple Codes"): R region codes per image (the
-  whole map and a 2x2 grid) through a shared hash layer, plus a policy network giving a keep-logit
-  per region code.
+- MCH (Li, Jiang & Li, arXiv 2008.01503, "Multiple Code Hashing for Efficient Image Retrieval"):
+  R region codes per image (the whole map and a 2x2 grid) through a shared hash layer, plus a policy
+  network giving a keep-logit per region code.
 """
 from __future__ import annotations
 

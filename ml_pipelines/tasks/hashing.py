@@ -65,7 +65,8 @@ V_INITS = ("zeros", "randn", "sign_randn")
 COMMON = {"gamma", "outer_steps", "v_init", "topk", "radius", "loss_scale", "plot_dir"}
 METHOD_OPTIONS = {
     "adsh": set(),
-    "exchnet": {"sp_weight", "ch_weight", "align_weight", "align_start", "ch_margin", "align_norm"},
+    "exchnet": {"sp_weight", "ch_weight", "align_weight", "align_start", "ch_margin",
+                "align_norm"},
     "semicon": set(),
     "dmih": {"sami_weight", "sami_radius", "num_blocks"},
     "mch": {"policy_start", "reward_cost"},
@@ -247,6 +248,8 @@ class ExchNet(_Hashing):
     self.align_start = int(t.get("align_start", 1))
     self.ch_margin = float(t.get("ch_margin", 0.4))
     self.align_norm = t.get("align_norm", "batch")
+    if self.align_norm not in ("batch", "per_example"):
+      raise ValueError(f"align_norm must be 'batch' or 'per_example', not {self.align_norm!r}.")
 
   def init_extra(self, env, rng, params):
     extra = super().init_extra(env, rng, params)
