@@ -203,7 +203,7 @@ def sem_mask(fea: jax.Array, alpha: float) -> jax.Array:
 
 
 class SEM(nnx.Module):
-  """SEMICON's suppression-enhancing mask attention (official `SEM`, Sec. 3.2 of the paper).
+  """SEMICON's suppression-enhancing mask attention (official `SEM`).
 
   Trunk (a stride-1 "layer4" that narrows the map by 4 per round): Bottleneck(cin -> cin), then
   `rounds` times [conv1x1 + BN (no ReLU) to width / 4, Bottleneck(width / 4)]; the official trunk is
@@ -261,7 +261,7 @@ def channel_attention(q, k, v):
 
 
 class ICON(nnx.Module):
-  """SEMICON's ICON channel transformer (official `ChannelTransformer`, Sec. 3.3 of the paper) on a
+  """SEMICON's ICON channel transformer (official `ChannelTransformer`) on a
   feature map [B, H, W, C], h = max(C / 64, 16) heads of d = C / h channels.
 
   Stage 1: `qkv` = grouped 1x1 conv with bias (h groups) to 3C channels, read as (3, h, d): head g
