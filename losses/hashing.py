@@ -1,10 +1,13 @@
-"""Losses of the deep-hashing family (see /work/shared/papers/hashing.md).
+"""Losses of the deep-hashing family.
 
-- ADSH (Jiang & Li, AAAI 2018, Eq. 3-4 and Algorithm 1; official jiangqy/ADSH-AAAI2018 PyTorch):
+- ADSH (Jiang & Li, AAAI 2018, "Asymmetric Deep Supervised Hashing", Eq. 3-4 and Algorithm 1;
+  official jiangqy/ADSH-AAAI2018 `ADSH_pytorch`):
   soft similarity, the asymmetric loss of one mini-batch, the whole objective J and the bit-by-bit
   discrete update of the database codes V.
-- ExchNet (Cui et al., ECCV 2020, Sec. 3.2-3.3): spatial and channel diversity (Hellinger) and the
-  anchor alignment loss.
+- ExchNet (Cui et al., ECCV 2020, "ExchNet: A Unified Hashing Network for Large-Scale Fine-Grained
+  Image Retrieval", Sec. 3.2-3.3; no official code, checked against the reimplementation by
+  SEMICON's authors, aassxun/DSH_Analysis `models/exchnet_loss.py`): spatial and channel diversity
+  (Hellinger) and the anchor alignment loss.
 - DMIH (arXiv 1905.10980): the search-aware multi-index (SAMI) loss -- the paper body was not
   available, so the form here is an assumption, stated in `sami_loss`.
 - MCH (arXiv 2008.01503): the REINFORCE objective of the code-selection policy and its reward.
@@ -84,6 +87,20 @@ def discrete_update(v: jax.Array, u: jax.Array, s_soft_t_u: jax.Array, omega: ja
   return jax.lax.fori_loop(0, c, column, v)
 
 
+def soft_ratio_of_rows(omega_labels: jax.Array, db_labels: jax.Array, weight: jax.Array,
+                       chunk: int = 4096) -> jax.Array:
+  """r = sum S / sum (1 - S) for S = similarity(omega_labels, db_labels), the sampled rows Omega
+  against the whole database (the official `calc_sim`, run on each outer iteration's sample),
+  without forming the m x n matrix: database rows go in chunks of `chunk`. weight [m] in {0, 1}
+  drops padding rows of omega_labels."""
+  n = db_labels.shape[0]
+  pad = (-n) % chunk
+  labels = jnp.pad(db_labels, ((0, pad), (0, 0))).reshape(-1, chunk, db_labels.shape[-1])
+  similar = jnp.sum(jax.lax.map(lambda lab: similarity(omega_labels, lab).sum(1), labels), 0)
+  similar = jnp.sum(weight * similar)  # padded database rows (all-zero labels) match nothing
+  return similar / jnp.maximum(jnp.sum(weight) * n - similar, 1.0)
+
+
 def soft_similarity_t_u(db_labels: jax.Array, omega_labels: jax.Array, u: jax.Array, r: jax.Array,
                         chunk: int = 4096) -> jax.Array:
   """S~^T U for S~ = soft(similarity(omega_labels, db_labels)) without forming the m x n matrix at
@@ -128,12 +145,23 @@ def channel_diversity_loss(part_features: jax.Array, margin: float = 0.4) -> jax
   return jnp.sum(jax.nn.relu(margin - _mean_pairwise_hellinger(q)))
 
 
-def alignment_loss(part_features: jax.Array, anchors: jax.Array, classes: jax.Array) -> jax.Array:
-  """ExchNet alignment: sum_i ||f_i - C_{y_i}||_2 / B, with f_i all parts' features concatenated.
+def alignment_loss(part_features: jax.Array, anchors: jax.Array, classes: jax.Array,
+                   norm: str = "batch") -> jax.Array:
+  """ExchNet anchor alignment of the local features (Cui et al., ECCV 2020, Sec. 3.2). The paper's
+  equation could not be read here, so this follows the reference implementation by SEMICON's
+  authors (aassxun/DSH_Analysis `models/exchnet_loss.py`, `Exch_Loss`):
+
+      norm="batch":        ||F - C_Y||_F / B    one Frobenius norm over the batch's [B, M D] matrix
+                                                of rows f_i - C_{y_i} (reference, default)
+      norm="per_example":  sum_i ||f_i - C_{y_i}||_2 / B
 
   part_features: [B, M, D]; anchors: [K, M, D] per-class means; classes: [B] int."""
   diff = (part_features - anchors[classes]).reshape(part_features.shape[0], -1)
-  return jnp.sum(jnp.sqrt(jnp.sum(diff ** 2, -1) + 1e-12)) / part_features.shape[0]
+  if norm == "batch":
+    return jnp.sqrt(jnp.sum(diff ** 2) + 1e-12) / part_features.shape[0]
+  if norm == "per_example":
+    return jnp.sum(jnp.sqrt(jnp.sum(diff ** 2, -1) + 1e-12)) / part_features.shape[0]
+  raise ValueError(f"norm must be 'batch' or 'per_example', not {norm!r}.")
 
 
 def exchange_features(part_features: jax.Array, anchors: jax.Array, classes: jax.Array,

@@ -1,4 +1,4 @@
-"""Deep-hashing networks: ADSH, ExchNet, SEMICON, DMIH and MCH (see /work/shared/papers/hashing.md).
+"""Deep-hashing networks: ADSH, ExchNet, SEMICON, DMIH and MCH.
 
 Every model returns a dict; `code` is the relaxed code u = tanh(.) in [-1, 1]^c used for training
 and, through sign(.), as the query code. A backbone is chosen by name:
@@ -8,17 +8,27 @@ and, through sign(.), as the query code. A backbone is chosen by name:
 - "tiny": two 3x3 convs as trunk and one 3x3 conv block per stage, for the embedded demo and tests.
 
 Models:
-- ADSH (Jiang & Li 2018): backbone -> GAP -> Linear(c) -> tanh.
-- ExchNet (Cui et al. 2020): attention branch -> M part maps A^j; local maps E * A^j through a shared
-  local stage -> f^j; a global stage -> f_g; head Linear(D (M+1) -> c) + tanh. `parts` and `head` are
-  separate so the task can exchange f^j with class anchors between them.
-- SEMICON (Shen et al. 2022): SEM suppression-enhancing attention (3 maps), ICON channel transformer
-  after the stages, global branch -> c/2 bits, local branches -> the rest.
-- DMIH (1905.10980): one branch (own stage + GAP + Linear) per code block, codes concatenated.
-- MCH (2008.01503): R region codes per image (the whole map and a 2x2 grid) through a shared hash
-  layer, plus a policy network giving a keep-logit per region code.
+- ADSH (Jiang & Li, AAAI 2018, "Asymmetric Deep Supervised Hashing"; official
+  jiangqy/ADSH-AAAI2018 `ADSH_pytorch/utils/cnn_model.py`): backbone -> GAP -> Linear(c) -> tanh.
+- ExchNet (Cui et al., ECCV 2020, "ExchNet: A Unified Hashing Network for Large-Scale Fine-Grained
+  Image Retrieval", Sec. 3.1-3.3; no official code, built as the reimplementation by SEMICON's
+  authors, aassxun/DSH_Analysis `models/exchnet.py`): attention branch -> M part maps A^j; local maps
+  E * A^j through a shared local stage -> f^j; a global stage -> f_g; head Linear(D (M+1) -> c) +
+  tanh. `parts` and `head` are separate so the task can exchange f^j with class anchors (Eq. 8).
+- SEMICON (Shen et al., ECCV 2022, "SEMICON: A Learning-to-hash Solution for Large-scale
+  Fine-grained Image Retrieval"; official aassxun/SEMICON `models/SEMICON.py`, reproduced to the
+  parameter and checked against its forward): SEM suppression-enhancing attention (3 maps), ICON
+  channel transformers inside the refine stages, global branch -> c/2 bits, local branches -> the
+  rest; `semicon_from_torch` imports official checkpoints.
+- DMIH (arXiv 1905.10980, deep multi-index hashing for person re-identification): one branch (own
+  stage + GAP + Linear) per code block, codes concatenated.
+- MCH (Li, Jiang & Li, arXiv 2008.01503, "Multiple Code Hashing for Efficient Image Retrieval"):
+  R region codes per image (the whole map and a 2x2 grid) through a shared hash layer, plus a policy
+  network giving a keep-logit per region code.
 """
 from __future__ import annotations
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -116,6 +126,10 @@ class Backbone:
     return _ResNetStage(block, depths[3], cin, 512 // shrink, stride, rngs=rngs)
 
 
+# torchvision's conv init (kaiming_normal, fan_out), which the official SEMICON init loops apply.
+_KAIMING_FAN_OUT = resnet_lib._KAIMING_FAN_OUT
+
+
 def _gap(x):
   return jnp.mean(x, axis=(1, 2))
 
@@ -178,7 +192,7 @@ class ExchNet(nnx.Module):
 
 # --- SEMICON --------------------------------------------------------------------------------------
 def sem_mask(fea: jax.Array, alpha: float) -> jax.Array:
-  """SEMICON suppression mask (official code): a = softmax_HW(fea) per example and channel,
+  """SEMICON suppression mask (official `SEM._mask`): a = softmax_HW(fea) per example and channel,
   mask = clamp((a - mean(a)) / std(a)^alpha + 1, 0, 2) with mean and unbiased std over the whole
   batch tensor; no gradient. fea: [B, H, W, 1] -> [B, H, W, 1]."""
   b, h, w, ch = fea.shape
@@ -189,27 +203,46 @@ def sem_mask(fea: jax.Array, alpha: float) -> jax.Array:
 
 
 class SEM(nnx.Module):
-  """Suppression-enhancing mask attention: a 1x1 conv-BN-ReLU reduction to `channels` maps (the
-  official code uses a stride-1 layer4-like trunk for this reduction; simplified here), then `num_maps`
-  rounds of `fea_t = relu(BN(conv1x1(x)))`; after each round the salient region found is
-  suppressed, `x <- x * (2 - mask_t)`, so the next map looks elsewhere. Returns [B, H, W, num_maps]
-  attention maps fea_t."""
+  """SEMICON's suppression-enhancing mask attention (official `SEM`).
 
-  def __init__(self, cin: int, channels: int, num_maps: int, alpha: float, *, rngs: nnx.Rngs):
-    self.reduce = conv(cin, channels, 1, use_bias=False, rngs=rngs)
-    self.reduce_bn = batch_norm(channels, rngs=rngs)
-    self.convs = nnx.List([conv(channels, 1, 1, use_bias=False, rngs=rngs)
+  Trunk (a stride-1 "layer4" that narrows the map by 4 per round): Bottleneck(cin -> cin), then
+  `rounds` times [conv1x1 + BN (no ReLU) to width / 4, Bottleneck(width / 4)]; the official trunk is
+  two rounds, 1024 -> 64 channels. Then `num_maps` rounds of `fea_t = relu(BN(conv1x1(x)))` (one
+  channel each); after each but the last, the salient region found is suppressed,
+  `x <- x * (2 - mask_t)` (`sem_mask`), so the next map looks elsewhere. Returns the maps fea_t,
+  [B, H, W, num_maps]. Convolutions start as kaiming_normal(fan_out), as the official init loop."""
+
+  def __init__(self, cin: int, rounds: int, num_maps: int, alpha: float, *, rngs: nnx.Rngs):
+    if cin % 4 ** (rounds + 1):
+      raise ValueError(f"SEM narrows by 4 per round and its blocks by 4 again: {rounds} rounds "
+                       f"need channels divisible by {4 ** (rounds + 1)}, got {cin}.")
+    kw = dict(dtype=jnp.float32, rngs=rngs)
+    width = cin
+    blocks, reduce_convs, reduce_bns = [resnet_lib.Bottleneck(cin, cin // 4, 1, **kw)], [], []
+    for _ in range(rounds):
+      reduce_convs.append(conv(width, width // 4, 1, use_bias=False, kernel_init=_KAIMING_FAN_OUT,
+                               rngs=rngs))
+      reduce_bns.append(batch_norm(width // 4, rngs=rngs))
+      width //= 4
+      blocks.append(resnet_lib.Bottleneck(width, width // 4, 1, **kw))
+    self.blocks = nnx.List(blocks)
+    self.reduce_convs, self.reduce_bns = nnx.List(reduce_convs), nnx.List(reduce_bns)
+    self.convs = nnx.List([conv(width, 1, 1, use_bias=False,
+                                kernel_init=_KAIMING_FAN_OUT, rngs=rngs)
                            for _ in range(num_maps)])
     self.bns = nnx.List([batch_norm(1, rngs=rngs) for _ in range(num_maps)])
     self.alpha = alpha
 
   def __call__(self, x):
-    x = jax.nn.relu(self.reduce_bn(self.reduce(x)))
+    x = self.blocks[0](x)
+    for blk, red, bn in zip(self.blocks[1:], self.reduce_convs, self.reduce_bns):
+      x = blk(bn(red(x)))
     maps = []
-    for conv_t, bn_t in zip(self.convs, self.bns):
+    for t, (conv_t, bn_t) in enumerate(zip(self.convs, self.bns)):
       fea = jax.nn.relu(bn_t(conv_t(x)))
       maps.append(fea)
-      x = x * (2.0 - sem_mask(fea, self.alpha))
+      if t + 1 < len(self.convs):
+        x = x * (2.0 - sem_mask(fea, self.alpha))
     return jnp.concatenate(maps, -1)
 
 
@@ -228,53 +261,81 @@ def channel_attention(q, k, v):
 
 
 class ICON(nnx.Module):
-  """SEMICON's ICON channel transformer on a feature map [B, H, W, C], C = h * d (d = 64, or
-  C // 16 for narrow maps, h = C // d). Stage 1: grouped 1x1 qkv (h groups), d x d attention inside
-  each group, residual, permute channels (h, d) -> (d, h), BN, ReLU. Stage 2: grouped qkv (d groups),
-  h x h attention, permute back, added to the input."""
+  """SEMICON's ICON channel transformer (official `ChannelTransformer`) on a
+  feature map [B, H, W, C], h = max(C / 64, 16) heads of d = C / h channels.
+
+  Stage 1: `qkv` = grouped 1x1 conv with bias (h groups) to 3C channels, read as (3, h, d): head g
+  takes q, k and v from conv groups floor(g/3), floor((h+g)/3), floor((2h+g)/3), exactly as the
+  official reshape does; d x d attention among the channels of each head (`channel_attention`);
+  plus the input; channels permuted (h, d) -> (d, h); y = relu(BN(.)).
+  Stage 2: `qkv2` (d groups, read as (3, d, h)), h x h attention, its output permuted back to
+  (h, d), plus y. The official in-place ReLU makes the residual y the post-ReLU map, still in
+  (d, h) order, and the block has no outer residual: with zero qkv weights and biases it returns
+  relu(BN(permuted input))."""
 
   def __init__(self, channels: int, *, rngs: nnx.Rngs):
     self.h = max(channels // 64, 16)
     if channels % self.h:
       raise ValueError(f"ICON needs channels divisible by {self.h}, got {channels}.")
     self.d = channels // self.h
-    self.qkv1 = conv(channels, 3 * channels, 1, groups=self.h, use_bias=False, rngs=rngs)
-    self.bn = batch_norm(channels, rngs=rngs)
-    self.qkv2 = conv(channels, 3 * channels, 1, groups=self.d, use_bias=False, rngs=rngs)
-
-  def _attend(self, x, qkv, groups, size):
-    b, hh, ww, c = x.shape
-    y = qkv(x).reshape(b, hh * ww, groups, 3, size)
-    return channel_attention(y[..., 0, :], y[..., 1, :], y[..., 2, :]).reshape(x.shape)
+    kw = dict(kernel_init=_KAIMING_FAN_OUT, rngs=rngs)
+    self.qkv = conv(channels, 3 * channels, 1, groups=self.h, **kw)
+    self.norm = batch_norm(channels, rngs=rngs)
+    self.qkv2 = conv(channels, 3 * channels, 1, groups=self.d, **kw)
 
   def __call__(self, x):
     b, hh, ww, c = x.shape
-    y = x + self._attend(x, self.qkv1, self.h, self.d)
-    y = jnp.swapaxes(y.reshape(b, hh, ww, self.h, self.d), -1, -2).reshape(x.shape)
-    y = jax.nn.relu(self.bn(y))
-    y = y + self._attend(y, self.qkv2, self.d, self.h)
-    y = jnp.swapaxes(y.reshape(b, hh, ww, self.d, self.h), -1, -2).reshape(x.shape)
-    return x + y
+    n, h, d = hh * ww, self.h, self.d
+    qkv = self.qkv(x).reshape(b, n, 3, h, d)
+    a = channel_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])  # [b, n, h, d]
+    z = (a + x.reshape(b, n, h, d)).swapaxes(-1, -2).reshape(x.shape)  # channels (d, h)
+    y = jax.nn.relu(self.norm(z))
+    qkv = self.qkv2(y).reshape(b, n, 3, d, h)
+    a = channel_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])  # [b, n, d, h]
+    return a.swapaxes(-1, -2).reshape(x.shape) + y
+
+
+class RefineStage(nnx.Module):
+  """A SEMICON refine branch (official `ResNet_Refine`): the layer4-like stage with an ICON after
+  each of its blocks but the first (ResNet-50: after blocks 2 and 3). A one-block stage (the tiny
+  backbone) gets one ICON after its block."""
+
+  def __init__(self, stage, *, rngs: nnx.Rngs):
+    self.blocks = stage.blocks if isinstance(stage, _ResNetStage) else nnx.List([stage])
+    self.channels = stage.channels
+    self.icons = nnx.List([ICON(stage.channels, rngs=rngs)
+                           for _ in range(max(len(self.blocks) - 1, 1))])
+    self.first = len(self.blocks) - len(self.icons)
+
+  def __call__(self, x):
+    for j, blk in enumerate(self.blocks):
+      x = blk(x)
+      if j >= self.first:
+        x = self.icons[j - self.first](x)
+    return x
 
 
 class SEMICON(nnx.Module):
-  """SEMICON (ECCV 2022): global branch (own stage + ICON -> GAP -> W_G, c/2 bits) and local
-  branches (trunk map x each SEM map -> shared stage + ICON -> GAP -> W_Lj); codes concatenated, tanh.
-  Each of the M local branches gets c // (2M) bits and the global one the remainder, so the code has
-  exactly c bits (for M = 3 and 12/24/48 bits: c/2 global and c/6 per local branch, as official)."""
+  """SEMICON (Shen et al., ECCV 2022, "SEMICON: A Learning-to-hash Solution for Large-scale
+  Fine-grained Image Retrieval"; official aassxun/SEMICON `models/SEMICON.py`): trunk (ResNet-50
+  conv1..layer3) -> SEM maps; global branch (own refine stage -> GAP -> W_G, no bias) and local
+  branches (trunk map x each SEM map, one at a time, through a shared refine stage -> GAP -> W_Lj);
+  codes concatenated, tanh. Each of the M local branches gets c // (2M) bits and the global one the
+  remainder (M = 3: c/2 global and c/6 per local branch, 17 global bits at 32, as official).
+  `num_maps`, `attention_rounds` and `alpha` are the official att_size 3, the SEM trunk's two
+  narrowing rounds (1024 -> 64 channels) and 0.15.
+  Official checkpoints load through `semicon_from_torch`."""
 
-  def __init__(self, *, bits: int, num_maps: int = 3, attention_channels: int = 64,
+  def __init__(self, *, bits: int, num_maps: int = 3, attention_rounds: int = 2,
                alpha: float = 0.15, backbone: str = "resnet50", in_channels: int = 3,
                width: int = 16, rngs: nnx.Rngs):
     bb = Backbone(backbone, in_channels, width)
     self.trunk = bb.trunk(rngs)
     c = self.trunk.channels
-    self.sem = SEM(c, attention_channels, num_maps, alpha, rngs=rngs)
-    self.global_stage = bb.stage(c, 2, rngs)
-    self.local_stage = bb.stage(c, 2, rngs)
+    self.global_stage = RefineStage(bb.stage(c, 2, rngs), rngs=rngs)
+    self.local_stage = RefineStage(bb.stage(c, 2, rngs), rngs=rngs)
+    self.sem = SEM(c, attention_rounds, num_maps, alpha, rngs=rngs)
     d = self.global_stage.channels
-    self.global_icon = ICON(d, rngs=rngs)
-    self.local_icon = ICON(d, rngs=rngs)
     local_bits = bits // (2 * num_maps)
     self.num_maps = num_maps
     self.global_hash = linear(d, bits - num_maps * local_bits, use_bias=False, rngs=rngs)
@@ -283,13 +344,50 @@ class SEMICON(nnx.Module):
 
   def __call__(self, x):
     e = self.trunk(x)
+    g = _gap(self.global_stage(e))
     att = self.sem(e)
-    g = self.global_hash(_gap(self.global_icon(self.global_stage(e))))
-    b, h, w, c = e.shape
-    local_in = (e[:, None] * jnp.moveaxis(att, -1, 1)[..., None]).reshape(-1, h, w, c)
-    f = _gap(self.local_icon(self.local_stage(local_in))).reshape(b, self.num_maps, -1)
-    locals_ = [w_j(f[:, j]) for j, w_j in enumerate(self.local_hash)]
-    return {"code": jnp.tanh(jnp.concatenate([g] + locals_, -1)), "attention": att}
+    # One call per map, as the official forward: in training mode each has its own BN statistics.
+    f = jnp.stack([_gap(self.local_stage(e * att[..., j:j + 1])) for j in range(self.num_maps)], 1)
+    codes = [self.global_hash(g)] + [w_j(f[:, j]) for j, w_j in enumerate(self.local_hash)]
+    return {"code": jnp.tanh(jnp.concatenate(codes, -1)), "attention": att,
+            "global_feature": g, "local_features": f}
+
+
+def _semicon_key(key: str) -> str | None:
+  """Official SEMICON state-dict key -> our PyTorch-style key (`models.convert.torch_key`)."""
+  if key.startswith("backbone."):
+    return "trunk." + key.removeprefix("backbone.")
+  if key == "W_G":
+    return "global_hash.weight"
+  if m := re.fullmatch(r"W_L(\d+)", key):
+    return f"local_hash.{int(m[1]) - 1}.weight"
+  if m := re.fullmatch(r"attention\.layer4\.(\d+)\.(\d)\.(.+)", key):
+    # layer4.{2k+1} = Sequential(conv1x1, BN): the k-th narrowing
+    return f"sem.{('reduce_convs', 'reduce_bns')[int(m[2])]}.{int(m[1]) // 2}.{m[3]}"
+  if m := re.fullmatch(r"attention\.layer4\.(\d+)\.(.+)", key):  # layer4.{2k}: k-th Bottleneck
+    return f"sem.blocks.{int(m[1]) // 2}.{m[2]}"
+  if m := re.fullmatch(r"attention\.feature(\d+)\.(\d)\.(.+)", key):  # (conv1x1, BN, ReLU)
+    return f"sem.{('convs', 'bns')[int(m[2])]}.{int(m[1]) - 1}.{m[3]}"
+  if m := re.fullmatch(r"refine_(global|local)\.layer4\.(\d+)\.(.+)", key):
+    i = int(m[2])  # layer4 = [block 0, block 1, ICON, block 2, ICON, ...]
+    part = f"blocks.{i}" if i < 2 else f"blocks.{i // 2 + 1}" if i % 2 else f"icons.{i // 2 - 1}"
+    return f"{m[1]}_stage.{part}.{m[3]}"
+  return None
+
+
+def semicon_from_torch(state_dict: dict) -> tuple[dict, dict]:
+  """An official SEMICON state dict (aassxun/SEMICON `models/SEMICON.py`, e.g. the `model.pth` its
+  training script saves) -> (state dict in our names, the entries not used).
+
+  Pure renaming: the first dict is keyed as `models.convert.torch_key` names our `SEMICON`
+  (ResNet-50 backbone) and keeps PyTorch layouts, so `models.convert.load_into(model, params)` loads
+  it and checks every shape. `num_batches_tracked` buffers (and any unknown key) go to the second
+  dict."""
+  params, rest = {}, {}
+  for key, value in state_dict.items():
+    ours = None if key.endswith("num_batches_tracked") else _semicon_key(key)
+    (params if ours else rest)[ours or key] = value
+  return params, rest
 
 
 # --- DMIH -----------------------------------------------------------------------------------------

@@ -141,6 +141,9 @@ def test_alignment_and_exchange():
   anchors = rng.normal(size=(5, 2, 4)).astype(np.float32)
   y = np.array([4, 0, 4])
   ref = np.mean([np.linalg.norm((f[i] - anchors[y[i]]).ravel()) for i in range(3)])
+  np.testing.assert_allclose(float(hl.alignment_loss(f, anchors, y, "per_example")), ref,
+                             rtol=1e-5)
+  ref = np.linalg.norm(f - anchors[y]) / 3  # reference: one norm over the batch
   np.testing.assert_allclose(float(hl.alignment_loss(f, anchors, y)), ref, rtol=1e-5)
   keep = np.array([[True, False], [False, False], [True, True]])
   got = np.asarray(hl.exchange_features(f, anchors, y, keep))

@@ -40,7 +40,7 @@ def test_code_layouts_and_exchnet_head():
   from flax import nnx
   for bits, global_bits, local_bits in ((12, 6, 2), (32, 17, 5), (48, 24, 8)):
     m = nnx.eval_shape(lambda: models.build("semicon", bits=bits, backbone="tiny", in_channels=1,
-                                          width=8))
+                                          width=8, attention_rounds=1))
     assert m.global_hash.out_features == global_bits
     assert [h.out_features for h in m.local_hash] == [local_bits] * 3
   dmih = nnx.eval_shape(lambda: models.build("dmih", bits=10, num_blocks=3, backbone="tiny",
@@ -63,14 +63,34 @@ def test_code_layouts_and_exchnet_head():
   np.testing.assert_allclose(np.asarray(region), [7.5, 2.5, 4.5, 10.5, 12.5])
 
 
-def test_outer_update_uses_visited_rows_only():
-  """The task's jitted outer iteration equals the loss module's update on the visited rows."""
+def _official_adsh_iteration(v, u, sample_labels, db_labels, select_index, code_length, gamma):
+  """NumPy transcription of one outer iteration's discrete step of the official ADSH
+  (jiangqy/ADSH-AAAI2018, ADSH_pytorch/ADSH_CIFAR_10.py: `calc_sim` on the iteration's sample, then
+  the bit loop); returns (V, r)."""
+  s = (sample_labels @ db_labels.T > 0).astype(np.float64)
+  r = s.sum() / (1 - s).sum()
+  sim = s * (1 + r) - r
+  v = v.astype(np.float64).copy()
+  bar_u = np.zeros((db_labels.shape[0], code_length))
+  bar_u[select_index, :] = u
+  q = -2 * code_length * sim.transpose().dot(u) - 2 * gamma * bar_u
+  for k in range(code_length):
+    sel_ind = np.setdiff1d([ii for ii in range(code_length)], k)
+    v_, uk, u_ = v[:, sel_ind], u[:, k], u[:, sel_ind]
+    v[:, k] = -np.sign(q[:, k] + 2 * v_.dot(u_.transpose().dot(uk)))
+  return v, r
+
+
+def test_outer_update_follows_official_adsh_iteration():
+  """The task's jitted outer iteration recomputes r from the visited rows Omega (multi-label, so r
+  is not a class-count ratio) and updates V as the official code does for its sample; padding rows
+  of the fixed-size Omega change nothing."""
   c = ml_collections.ConfigDict(dict(batch_size=4, model=dict(bits=6),
                                      task=dict(name="adsh", gamma=50.0, outer_steps=2)))
   task = hashing_tasks.ADSH(c)
   rng = np.random.default_rng(3)
   n = 20
-  labels = np.eye(4, dtype=np.float32)[rng.integers(0, 4, n)]
+  labels = (rng.random((n, 4)) < 0.3).astype(np.float32)
   seen = np.zeros(n, bool)
   seen[[1, 5, 6, 11, 19]] = True
   extra = {"V": jnp.asarray(np.sign(rng.normal(size=(n, 6))), jnp.float32),
@@ -81,12 +101,50 @@ def test_outer_update_uses_visited_rows_only():
   assert len(omega) == 8 and w.sum() == 5
   out = task._outer_update(extra, jnp.asarray(omega), jnp.asarray(w))
   rows = np.flatnonzero(seen)
-  u = np.asarray(extra["U"])[rows]
-  s_soft = hl.soft_similarity(hl.similarity(labels[rows], labels), 0.3)
-  ref = hl.discrete_update(extra["V"], u, np.asarray(s_soft).T @ u, rows, 50.0)
-  np.testing.assert_array_equal(np.asarray(out["V"]), np.asarray(ref))
+  v_ref, r_ref = _official_adsh_iteration(np.asarray(extra["V"]), np.asarray(extra["U"])[rows],
+                                          labels[rows], labels, rows, 6, 50.0)
+  np.testing.assert_allclose(float(out["r"]), r_ref, rtol=1e-6)
+  assert abs(r_ref - 0.3) > 0.05  # the stale r would not pass
+  np.testing.assert_array_equal(np.asarray(out["V"]), v_ref)
   assert int(out["outer"]) == 1 and not np.asarray(out["seen"]).any()
   assert not np.asarray(out["U"]).any()
+
+
+def test_semicon_database_codes_start_continuous():
+  """SEMICON's V starts as randn (official `B = torch.randn(...)`); `sign_randn` is its sign."""
+  class Env:
+    def dataset(self, split):
+      return type("D", (), {"info": {"labels": np.eye(3, dtype=np.float32)[np.arange(300) % 3]}})
+  v = {}
+  for v_init in ("randn", "sign_randn"):
+    c = ml_collections.ConfigDict(dict(batch_size=8, model=dict(bits=12),
+                                       data=dict(train_split="database"),
+                                       task=dict(name="semicon", outer_steps=4, v_init=v_init)))
+    extra = hashing_tasks.SEMICON(c).init_extra(Env(), jax.random.key(0), None)
+    v[v_init] = np.asarray(extra["V"])
+    assert 0.3 < float(extra["r"]) < 0.7  # ~ 1/3 similar / 2/3 dissimilar pairs
+  assert len(np.unique(np.abs(v["randn"]))) == v["randn"].size  # continuous
+  assert abs(v["randn"].std() - 1.0) < 0.05 and abs(v["randn"].mean()) < 0.05
+  np.testing.assert_array_equal(v["sign_randn"], np.sign(v["randn"]))
+  assert hashing_tasks.SEMICON(ml_collections.ConfigDict(dict(
+      batch_size=8, model=dict(bits=12), task=dict(name="semicon")))).v_init == "randn"
+
+
+def test_icon_with_zero_qkv_returns_relu_of_permuted_input():
+  """Official `ChannelTransformer` quirk: with zero qkv weights and biases both attentions give 0,
+  and the in-place ReLU makes the residual y = relu(BN(x permuted (h, d) -> (d, h))): no outer
+  residual. (The head wiring itself is checked against the official forward in
+  test_hashing_fidelity.)"""
+  from flax import nnx
+  icon = mh.ICON(64, rngs=nnx.Rngs(0))  # h = 16 heads of d = 4
+  for layer in (icon.qkv, icon.qkv2):
+    layer.kernel[...] = jnp.zeros_like(layer.kernel[...])
+    layer.bias[...] = jnp.zeros_like(layer.bias[...])
+  icon.eval()
+  x = np.random.default_rng(4).normal(size=(2, 3, 3, 64)).astype(np.float32)
+  permuted = x.reshape(2, 3, 3, 16, 4).swapaxes(-1, -2).reshape(x.shape)
+  np.testing.assert_allclose(np.asarray(nnx.jit(lambda m, x: m(x))(icon, jnp.asarray(x))),
+                             np.maximum(permuted / np.sqrt(1 + 1e-5), 0), rtol=1e-5, atol=1e-6)
 
 
 def test_digits_retrieval_protocol():

@@ -88,7 +88,7 @@ def _resume(tmp_path, full, part):
   a = train.train_and_evaluate(c, str(full))
   assert set(np.unique(np.asarray(a["state"]["extra"]["V"]))) == {-1.0, 1.0}
   assert int(a["state"]["extra"]["outer"]) == 2
-  assert a["eval/mAP"] > 0.1 and os.path.exists(tmp_path / "pr_curve_4.png")
+  assert a["eval/mAP"] > 0.1 and os.path.exists(full / "pr_curve_4.png")  # env.workdir wins
   # the second run starts from the step-3 checkpoint of the first
   os.makedirs(part / "checkpoints")
   shutil.copytree(full / "checkpoints" / "3", part / "checkpoints" / "3")

@@ -2,8 +2,10 @@
 
 Datasets (first argument): `digits` (embedded demo, tiny backbone), `cifar10` (ADSH protocol),
 `cub` (CUB-200-2011), `nus_wide`, `coco`, `market1501`, `duke`, `cuhk03` (prepared records under
-`data_dir`, see `python -m ml_pipelines.prep.hashing --help`). Paper-scale defaults follow
-/work/shared/papers/hashing.md; `digits` is sized to train in seconds on a CPU.
+`data_dir`, see `python -m ml_pipelines.prep.hashing --help`). Paper-scale defaults are the official
+training scripts' where there is one (ADSH: jiangqy/ADSH-AAAI2018 `ADSH_pytorch/ADSH_CIFAR_10.py`;
+SEMICON: aassxun/SEMICON `SEMICON_train.py`), else the papers' or ours, as each config's docstring
+says; `digits` is sized to train in seconds on a CPU.
 
 Paper-scale runs start, as the papers do, from torchvision's ImageNet ResNet-50 (IMAGENET1K_V1,
 https://download.pytorch.org/models/resnet50-0676ba61.pth), read from `init_from.path` (default

@@ -7,8 +7,15 @@ trained against database codes V in {-1,+1}^{n x c} that are learned directly. I
   points at batch 64, i.e. ~94 steps). The database points the batches visit during the outer
   iteration are its sample Omega (the trainer draws them, shuffled, without replacement inside an
   epoch); the latest training output u of each is kept in U, as the official code keeps it;
-- at the end of each outer iteration `after_step` runs the bit-by-bit discrete update of V on the
-  device (`losses.hashing.discrete_update`) with Omega, U and the soft similarity, then clears U.
+- at the end of each outer iteration `after_step` recomputes the soft-similarity ratio
+  r = sum S / sum (1 - S) over Omega x database (the official code recomputes it for every outer
+  iteration's sample) and runs the bit-by-bit discrete update of V on the device
+  (`losses.hashing.discrete_update`) with Omega, U and that soft similarity, then clears U. The new r
+  also serves the next iteration's steps (the official r of an iteration comes from its own sample,
+  which the trainer only draws as the steps go); the first iteration's r comes from a random sample
+  of as many rows.
+- `v_init`: V starts as `zeros` (ADSH), `randn` (SEMICON, continuous N(0, 1) until the first
+  update) or `sign_randn` (the sign of that draw).
 V, U, the visited mask, the database labels, the soft-similarity ratio r and ExchNet's anchors live
 in the task's `extra` state, so they are checkpointed and a resumed run continues exactly.
 
@@ -26,8 +33,13 @@ Per method (`config.task.name`):
   on, the alignment loss and the feature exchange with class anchors. Anchors are the per-class means
   of the local features of the database points trained on in the previous outer iteration (summed in
   training mode during the iteration, so they match the features they replace; the paper averages
-  over the whole database). Diversity and alignment losses are averaged over the batch.
-- `semicon`: ADSH loss x 12/c, V initialised to sign(randn) (official code).
+  over the whole database). Diversity and alignment losses are averaged over the batch; the
+  alignment is one Frobenius norm over the batch (`align_norm="batch"`, the reference
+  implementation) or the sum of per-example norms (`"per_example"`). The reference leaves ADSH's
+  quantization term off unless asked (`--quan-loss`): the config's gamma = 0 does the same in the
+  loss and in the discrete update (its `solve_dcc_exch`).
+- `semicon`: ADSH loss x 12/c (official `ADSH_Loss`), V initialised to randn (official
+  `SEMICON_train.py`: `B = torch.randn(...)`; its first discrete update sees the continuous values).
 - `dmih`: ADSH loss + `sami_weight` x SAMI; buckets counted with one table per code block.
 - `mch`: stage 1 (steps < `policy_start`): ADSH loss on every region code; stage 2 adds REINFORCE
   for the selection policy (which sees stop-gradient features, so the policy loss trains the policy
@@ -49,10 +61,12 @@ from ml_pipelines.trainer import sharding
 from ml_pipelines import tasks
 from ml_pipelines.tasks.base import Task
 
+V_INITS = ("zeros", "randn", "sign_randn")
 COMMON = {"gamma", "outer_steps", "v_init", "topk", "radius", "loss_scale", "plot_dir"}
 METHOD_OPTIONS = {
     "adsh": set(),
-    "exchnet": {"sp_weight", "ch_weight", "align_weight", "align_start", "ch_margin"},
+    "exchnet": {"sp_weight", "ch_weight", "align_weight", "align_start", "ch_margin",
+                "align_norm"},
     "semicon": set(),
     "dmih": {"sami_weight", "sami_radius", "num_blocks"},
     "mch": {"policy_start", "reward_cost"},
@@ -76,8 +90,8 @@ class _Hashing(Task):
     self.gamma = float(t.get("gamma", 200.0))
     self.outer_steps = int(t.get("outer_steps", 94))
     self.v_init = t.get("v_init", self.default_v_init)
-    if self.v_init not in ("zeros", "random"):
-      raise ValueError(f"v_init must be 'zeros' or 'random', not {self.v_init!r}.")
+    if self.v_init not in V_INITS:
+      raise ValueError(f"v_init must be one of {V_INITS}, not {self.v_init!r}.")
     self.topk = t.get("topk", None)
     self.radius = int(t.get("radius", 2))
     scale = t.get("loss_scale", self.default_scale)
@@ -89,14 +103,20 @@ class _Hashing(Task):
   def init_extra(self, env, rng, params):
     labels = np.asarray(env.dataset(self.config.data.train_split).info["labels"], np.float32)
     n = labels.shape[0]
-    s = hl.similarity(labels[:2000], labels)  # r from a fixed sample of rows, like the official m x n
+    sample_rng, v_rng = jax.random.split(rng)
+    # The first outer iteration's r: a random sample of m rows (the official r comes from the
+    # iteration's own sample, which the trainer only draws as the steps go); each outer update
+    # then recomputes r from the rows it visited (`_outer_update`).
+    m = min(n, self.outer_steps * int(self.config.batch_size))
+    rows = np.asarray(jax.random.permutation(sample_rng, n))[:m]
+    r = hl.soft_ratio_of_rows(jnp.asarray(labels[rows]), jnp.asarray(labels), jnp.ones((m,)))
     if self.v_init == "zeros":
       v = jnp.zeros((n, self.bits), jnp.float32)
     else:
-      v = jnp.sign(jax.random.normal(rng, (n, self.bits)))
+      v = jax.random.normal(v_rng, (n, self.bits))
+      v = jnp.sign(v) if self.v_init == "sign_randn" else v
     return {"V": v, "U": jnp.zeros((n, self.bits), jnp.float32), "seen": jnp.zeros((n,), bool),
-            "db_labels": jnp.asarray(labels), "r": hl.soft_ratio(s),
-            "outer": jnp.zeros([], jnp.int32)}
+            "db_labels": jnp.asarray(labels), "r": r, "outer": jnp.zeros([], jnp.int32)}
 
   # --- training ------------------------------------------------------------------------------------
   def codes(self, model, batch, rng, extra, step):
@@ -127,10 +147,12 @@ class _Hashing(Task):
   # --- the outer iteration ---------------------------------------------------------------------------
   def _outer_update(self, extra, omega, weight):
     u = extra["U"][omega] * weight[:, None]
-    stu = hl.soft_similarity_t_u(extra["db_labels"], extra["db_labels"][omega], u, extra["r"])
+    omega_labels = extra["db_labels"][omega]
+    r = hl.soft_ratio_of_rows(omega_labels, extra["db_labels"], weight)
+    stu = hl.soft_similarity_t_u(extra["db_labels"], omega_labels, u, r)
     v = hl.discrete_update(extra["V"], u, stu, omega, self.gamma)
     new = dict(extra)
-    new.update(V=v, U=jnp.zeros_like(extra["U"]), seen=jnp.zeros_like(extra["seen"]),
+    new.update(V=v, U=jnp.zeros_like(extra["U"]), seen=jnp.zeros_like(extra["seen"]), r=r,
                outer=extra["outer"] + 1)
     return self.outer_extra(new)
 
@@ -208,7 +230,7 @@ class ADSH(_Hashing):
 @tasks.register("semicon")
 class SEMICON(_Hashing):
   method = "semicon"
-  default_v_init = "random"
+  default_v_init = "randn"
   default_scale = "12/c"
 
 
@@ -225,6 +247,9 @@ class ExchNet(_Hashing):
     self.align_weight = float(t.get("align_weight", 1.0))
     self.align_start = int(t.get("align_start", 1))
     self.ch_margin = float(t.get("ch_margin", 0.4))
+    self.align_norm = t.get("align_norm", "batch")
+    if self.align_norm not in ("batch", "per_example"):
+      raise ValueError(f"align_norm must be 'batch' or 'per_example', not {self.align_norm!r}.")
 
   def init_extra(self, env, rng, params):
     extra = super().init_extra(env, rng, params)
@@ -250,7 +275,8 @@ class ExchNet(_Hashing):
     b = f.shape[0]
     l_sp = hl.spatial_diversity_loss(parts["part_maps"]) / b
     l_ch = hl.channel_diversity_loss(f, self.ch_margin) / b
-    l_al = jnp.where(aligned, hl.alignment_loss(f, extra["anchors"], classes), 0.0)
+    l_al = jnp.where(aligned, hl.alignment_loss(f, extra["anchors"], classes, self.align_norm),
+                     0.0)
     extra_loss = self.sp_weight * l_sp + self.ch_weight * l_ch + self.align_weight * l_al
     return u, extra_loss, {"spatial": l_sp, "channel": l_ch, "align": l_al}, {"part_features": f}
 
