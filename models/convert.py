@@ -59,6 +59,10 @@ class Converter:
   def keys(self, path: str) -> tuple[str, ...]:
     return (path,)
 
+  def rename_file(self, theirs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+    """The file's arrays under the keys `keys` names (default: as they are)."""
+    return theirs
+
   def to_ours(self, path: str, arrays: Sequence[np.ndarray]) -> np.ndarray:
     return arrays[0]
 
@@ -204,6 +208,7 @@ def match(ours: Mapping[str, object], theirs: Mapping[str, np.ndarray], converte
   reported as unexpected (a new classifier head leaves the file's head unused).
   """
   skip_re = re.compile(skip) if skip else None
+  theirs = converter.rename_file(theirs)
   arrays, missing, misshaped, skipped, used = {}, [], [], [], set()
   for path, var in ours.items():
     keys = converter.keys(path)

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import models
+from models import convert
 from models import resnet as resnet_lib
 from models._vision_layers import batch_norm, conv, linear
 
@@ -388,6 +389,16 @@ def semicon_from_torch(state_dict: dict) -> tuple[dict, dict]:
     ours = None if key.endswith("num_batches_tracked") else _semicon_key(key)
     (params if ours else rest)[ours or key] = value
   return params, rest
+
+
+@convert.register("semicon")
+class SemiconCheckpoint(convert.TorchStateDict):
+  """`init_from` converter for official SEMICON checkpoints: their keys renamed by
+  `semicon_from_torch`; keys it does not know stay as they are (and are reported as unexpected)."""
+
+  def rename_file(self, theirs):
+    ours, rest = semicon_from_torch(dict(theirs))
+    return {**ours, **{k: v for k, v in rest.items() if not k.endswith("num_batches_tracked")}}
 
 
 # --- DMIH -----------------------------------------------------------------------------------------

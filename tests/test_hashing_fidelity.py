@@ -62,6 +62,11 @@ def test_semicon_forward_matches_official():
   params, rest = mh.semicon_from_torch(state_dict)
   assert list(rest) == ["trunk_like.bn1.num_batches_tracked"]
   model = nnx.eval_shape(lambda: models.build("semicon", bits=12))
+  # The `init_from` converter pairs every variable with an official key, nothing left over.
+  variables = {"/".join(map(str, p)): v for p, v in
+               nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat)).flat_state()}
+  found = convert.match(variables, state_dict, convert.get("semicon"))
+  assert not found.problems and len(found.arrays) == len(variables), found.problems
   convert.load_into(model, params)
   model.eval()
   x = seeded.seeded_input(tuple(meta["input_shape"]), meta["seed"]).transpose(0, 2, 3, 1)
