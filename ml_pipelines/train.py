@@ -67,10 +67,12 @@ def _load_keys(tree, key_mask):
 
 
 def all_finite(tree) -> jax.Array:
-  """True iff every floating entry of `tree` is finite."""
-  leaves = [x.ravel().astype(jnp.float32) for x in jax.tree_util.tree_leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.isfinite(jnp.concatenate(leaves))) if leaves else jnp.array(True)
+  """True iff every entry of `tree` is finite, read off its global 2-norm: per-leaf sums of squares
+  (the gradient-clipping transform computes the same ones), no copy of the leaves. On the PSLT fsdp
+  train step (benchmarks/finite_check.py) it compiles as fast as one reduction over the concatenated
+  leaves and without that float32 copy; a sum of `x * 0` per leaf compiled 3x slower. A norm past
+  float32's range (entries above ~1e19) counts as non-finite too."""
+  return jnp.isfinite(optax.tree.norm(tree))
 
 
 class Env:

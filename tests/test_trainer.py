@@ -313,3 +313,11 @@ def test_parameter_ema_follows_the_trained_trajectory(tmp_path):
   np.testing.assert_allclose(jax.tree_util.tree_leaves(result["state"]["params"])[0],
                              jax.tree_util.tree_leaves(p2)[0], rtol=1e-6)
   assert "eval/ema_accuracy" in result and 0.0 <= result["eval/ema_accuracy"] <= 1.0
+
+
+def test_all_finite_sees_any_non_finite_entry():
+  import jax.numpy as jnp
+  tree = {"a": jnp.ones((3, 4)), "b": {"c": jnp.arange(5.0)}}
+  assert bool(train.all_finite(tree))
+  for bad in (jnp.nan, jnp.inf, -jnp.inf):
+    assert not bool(train.all_finite({**tree, "b": {"c": jnp.arange(5.0).at[3].set(bad)}}))
