@@ -31,6 +31,7 @@ import models
 import optim
 from ml_pipelines.trainer import checkpoint as checkpoint_lib
 from ml_pipelines.trainer import init_from
+from ml_pipelines.trainer import preemption  # [ux]
 from ml_pipelines.trainer import config as config_lib
 from ml_pipelines import data
 from ml_pipelines.data import pipeline as input_pipeline
@@ -271,6 +272,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   pending: list[dict] = []
   eval_metrics: dict[str, float] = {}
   t_start = time.time()
+  stop = preemption.StopOnSignal(sync_every=config.log_every).install()  # [ux] SIGINT/SIGTERM
   for step in range(start_step, total_steps):
     local = next(iterator)
     input_pipeline.check_batch(local, spec, local_batch, where=f"training batch {step}")
@@ -291,6 +293,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     if config.checkpoint_every and (done % config.checkpoint_every == 0 or last):
       guard(done)
       ckpt.save(done, state, iterator.get_state(), config)
+    if not last and stop.requested(done):  # [ux] checkpoint this step, exit with code 75
+      guard(done)
+      ckpt.save(done, state, iterator.get_state(), config)
+      ckpt.close()
+      writer.close()
+      stop.exit(done, ckpt.directory)
+  stop.uninstall()  # [ux]
 
   # 5. Final evaluation (if the loop ran none at the end), curves, summary.
   if not eval_metrics:
@@ -351,7 +360,10 @@ def main(argv: list[str] | None = None) -> None:
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   initialize_distributed(args)
   config = config_lib.override(config_lib.load(args.config), overrides)
-  train_and_evaluate(config, args.workdir)
+  try:  # [ux] Ctrl-C before the loop (which stops cleanly itself): no traceback
+    train_and_evaluate(config, args.workdir)
+  except KeyboardInterrupt:
+    sys.exit("interrupted before training started; nothing was saved.")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ class Checkpointer:
     self.corrupt_dir = os.path.abspath(os.path.join(workdir, "corrupt_checkpoints"))
     self._options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, keep_period=keep_period or None,
-        enable_async_checkpointing=async_save, create=True)
+        enable_async_checkpointing=async_save, create=True,
+        cleanup_tmp_directories=True)  # an unfinished save (a killed run) leaves a tmp directory
     self._open()
 
   def _open(self):
@@ -68,6 +69,9 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, step: int, state: Any, data_state: dict, config) -> None:
+    """Starts an asynchronous save of `step`; a step already saved is left as it is."""
+    if step in self.manager.all_steps():
+      return
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=ocp.args.JsonSave(data_state),

@@ -1,0 +1,85 @@
+"""What a user meets first: a clean stop on Ctrl-C / SIGTERM, typed overrides, the log after a
+resume, path and input errors, launch commands in the configs, readable plots."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs/classification/digits_cnn.py")
+SMALL = ["--config.model.width=8", "--config.model.hidden=16", "--config.batch_size=32",
+         "--config.eval_batch_size=64", "--config.log_every=5", "--config.eval_every=0",
+         "--config.optimizer.warmup_steps=2", "--config.total_steps=40",
+         "--config.checkpoint_every=10"]
+
+
+def _env(extra=None):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  env.pop("XLA_FLAGS", None)
+  env.update(extra or {})
+  return env
+
+
+def _driver(out, workdir):
+  return [sys.executable, os.path.join(ROOT, "tests/train_driver.py"), str(out),
+          f"--config={CONFIG}", f"--workdir={workdir}", "--cpu_devices=1", *SMALL]
+
+
+def _interrupt(workdir, wait_for_step: int, signals):
+  """Starts the run (slowed), sends `signals` once checkpoint `wait_for_step` exists."""
+  proc = subprocess.Popen(_driver(workdir / "unused.npz", workdir),
+                          env=_env({"TRAIN_DRIVER_SLEEP": "0.1"}), cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 120
+  while not (workdir / "checkpoints" / str(wait_for_step)).is_dir():
+    assert proc.poll() is None, proc.stdout.read()[-3000:]
+    assert time.time() < deadline
+    time.sleep(0.02)
+  for s in signals:
+    proc.send_signal(s)
+    time.sleep(0.01)
+  out, _ = proc.communicate(timeout=120)
+  return proc.returncode, out
+
+
+def test_sigint_and_sigterm_stop_cleanly_and_resume_bit_identical(tmp_path):
+  from ml_pipelines.trainer import preemption
+  ref = subprocess.run(_driver(tmp_path / "ref.npz", tmp_path / "ref"), env=_env(), cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+  assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
+
+  workdir = tmp_path / "run"
+  ckpts = workdir / "checkpoints"
+  stops = []
+  for wait, sig in ((10, signal.SIGINT), (20, signal.SIGTERM)):
+    rc, out = _interrupt(workdir, wait, [sig])
+    assert rc == preemption.EXIT_RESUMABLE == 75, out[-3000:]
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out[-3000:]
+    line = next(l for l in out.splitlines() if l.startswith("stopped at step "))
+    step = int(line.split()[3])
+    assert line.endswith("run the same command to resume.")
+    assert wait <= step < 40 and (ckpts / str(step)).is_dir(), (step, os.listdir(ckpts))
+    assert not [p for p in os.listdir(ckpts) if "tmp" in p]
+    stops.append(step)
+  assert stops[0] < stops[1]
+
+  # A second signal exits at once (128 + SIGINT) without writing a stop checkpoint; the newest
+  # finished checkpoint stays readable, and a leftover temporary save directory is removed.
+  rc, out = _interrupt(workdir, 30, [signal.SIGINT, signal.SIGINT])
+  assert rc == 128 + signal.SIGINT, out[-3000:]
+  assert "stopped at step" not in out
+  (ckpts / "35.orbax-checkpoint-tmp-1").mkdir()  # what a save cut short leaves
+
+  final = subprocess.run(_driver(tmp_path / "resumed.npz", workdir), env=_env(), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+  assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+  assert "Resumed from step 30" in final.stdout
+  assert not [p for p in os.listdir(ckpts) if "tmp" in p]
+  a, b = dict(np.load(tmp_path / "ref.npz")), dict(np.load(tmp_path / "resumed.npz"))
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
