@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import signal  # [ux]
 import sys
 import time
 from typing import Any, Callable
@@ -126,7 +127,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns final eval metrics
   and the final `state`."""
   config_lib.check_keys(config)
-  os.makedirs(workdir, exist_ok=True)
+  config_lib.prepare_workdir(workdir)  # [ux] a file or unwritable path: one line
   total_steps = int(config.total_steps)
 
   # 1. Mesh, task, data, model (split once; the mode lives in the graphdef, not in a flag).
@@ -359,11 +360,14 @@ def parse_args(argv: list[str]):
 def main(argv: list[str] | None = None) -> None:
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   initialize_distributed(args)
-  config = config_lib.override(config_lib.load(args.config), overrides)
-  try:  # [ux] Ctrl-C before the loop (which stops cleanly itself): no traceback
+  try:  # [ux] usage errors in one line; Ctrl-C before the loop (which stops cleanly) quietly
+    config = config_lib.override(config_lib.load(args.config), overrides)
     train_and_evaluate(config, args.workdir)
+  except config_lib.UsageError as e:
+    sys.exit(f"error: {e}")
   except KeyboardInterrupt:
-    sys.exit("interrupted before training started; nothing was saved.")
+    print("interrupted before training started; nothing was saved.", file=sys.stderr)
+    sys.exit(128 + signal.SIGINT)
 
 
 if __name__ == "__main__":

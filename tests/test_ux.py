@@ -83,3 +83,59 @@ def test_sigint_and_sigterm_stop_cleanly_and_resume_bit_identical(tmp_path):
   assert a.keys() == b.keys()
   for k in a:
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+# --- typed overrides and paths -------------------------------------------------------------------
+def _config():
+  from ml_pipelines.trainer import config as config_lib
+  return config_lib.load(CONFIG)
+
+
+@pytest.mark.parametrize("assignment, match", [
+    ("optimizer.learning_rate=fast", r"--config.optimizer.learning_rate=fast: expected a number"),
+    ("total_steps=1.5", r"--config.total_steps=1.5: expected an integer, got 1.5"),
+    ("total_steps=True", r"total_steps=True: expected an integer"),
+    ("optimizer.nesterov=1", r"optimizer.nesterov=1: expected True or False"),
+    ("optimizer.transforms=ogm_ge", r"optimizer.transforms=ogm_ge: expected a tuple"),
+    ("sharding_rules=((1, 'fsdp'),)", r"sharding_rules=.*an element: .*expected a string, got 1"),
+    ("model=resnet", r"--config.model=resnet: this is a block of keys"),
+])
+def test_override_of_the_wrong_type_names_the_key(assignment, match):
+  from ml_pipelines.trainer import config as config_lib
+  c = _config()
+  c.optimizer.nesterov = False
+  with pytest.raises(config_lib.UsageError, match=match):
+    config_lib.override(c, [assignment])
+
+
+def test_override_accepts_values_of_the_default_type():
+  from ml_pipelines.trainer import config as config_lib
+  c = _config()
+  c.init_from = None
+  c = config_lib.override(c, [
+      "optimizer.learning_rate=1", "total_steps=7", "data.name=7", "optimizer.transforms=('a',)",
+      "sharding_rules=(('kernel$', None), ('bias', 'fsdp'))", "init_from={'path': 'x'}",
+      "optimizer.weight_decay_mask=None"])
+  assert c.optimizer.learning_rate == 1.0 and isinstance(c.optimizer.learning_rate, float)
+  assert c.total_steps == 7 and c.data.name == "7" and c.optimizer.transforms == ("a",)
+  assert c.sharding_rules == (("kernel$", None), ("bias", "fsdp"))
+  assert c.optimizer.weight_decay_mask is None and c.init_from.path == "x"
+
+
+def test_command_line_errors_are_one_line_and_create_nothing(tmp_path):
+  def run(*argv):
+    proc = subprocess.run([sys.executable, "-m", "ml_pipelines.train", f"--config={CONFIG}", *argv],
+                          env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return proc.stderr.strip()
+
+  workdir = tmp_path / "never"
+  assert run(f"--workdir={workdir}", "--config.total_steps=1.5") == (
+      "error: --config.total_steps=1.5: expected an integer, got 1.5 (the default is 600).")
+  assert not workdir.exists()
+  afile = tmp_path / "afile"
+  afile.write_text("x")
+  assert run(f"--workdir={afile}") == (
+      f"error: --workdir={afile} is a file, not a directory; give a directory path.")
+  assert run(f"--workdir={afile}/run") == (
+      f"error: --workdir={afile}/run cannot be created: {afile} is a file.")
