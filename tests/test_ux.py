@@ -139,3 +139,28 @@ def test_command_line_errors_are_one_line_and_create_nothing(tmp_path):
       f"error: --workdir={afile} is a file, not a directory; give a directory path.")
   assert run(f"--workdir={afile}/run") == (
       f"error: --workdir={afile}/run cannot be created: {afile} is a file.")
+
+
+# --- the log after a resume ---------------------------------------------------------------------
+def test_metrics_log_agrees_with_the_state_after_a_resume(tmp_path):
+  import json
+  import shutil
+  from ml_pipelines import train
+  from tests.test_trainer import small_config
+
+  def rows():
+    with open(tmp_path / "metrics.jsonl") as f:
+      return [json.loads(l) for l in f]
+
+  config = lambda: small_config(eval_every=10)  # logs at 5, 10, 15, 20; evals at 10, 20
+  train.train_and_evaluate(config(), str(tmp_path))
+  first = rows()
+  shutil.rmtree(tmp_path / "checkpoints" / "20")  # as if killed between steps 10 and 20
+  train.train_and_evaluate(config(), str(tmp_path))  # resumes from 10, rewrites 15 and 20
+  train.train_and_evaluate(config(), str(tmp_path))  # finished: evaluates step 20 again
+  after = rows()
+  key = lambda r: (r["step"], tuple(sorted(r)))
+  assert [key(r) for r in after] == [key(r) for r in first]  # each row once, in step order
+  assert [r["step"] for r in after if "train/loss" in r] == [5, 10, 15, 20]
+  assert [r["step"] for r in after if "eval/accuracy" in r] == [10, 20]
+  assert after == first  # the resumed steps (15, 20) reproduce the same numbers

@@ -2,6 +2,11 @@
 
 Only process 0 writes. On a terminal the progress is a tqdm bar with steps/s and ETA; otherwise
 (CI, cluster logs) a plain line every `log_every` steps.
+
+After a resume from step S the log agrees with the state: rows after S (written by the interrupted
+run past its last checkpoint) are dropped from `metrics.jsonl` and purged from TensorBoard, and a
+row written again at a step (the final evaluation of a finished run started again) replaces the
+earlier one.
 """
 from __future__ import annotations
 
@@ -29,8 +34,12 @@ class MetricsWriter:
     if not self.active:
       return
     os.makedirs(workdir, exist_ok=True)
+    self._resumed_at = start_step
+    if start_step:
+      self._rewrite([r for r in self.history() if r["step"] <= start_step])
     from tensorboardX import SummaryWriter
-    self._tb = SummaryWriter(self.tb_dir)
+    # purge_step hides the interrupted run's events at steps > start_step.
+    self._tb = SummaryWriter(self.tb_dir, purge_step=start_step + 1 if start_step else None)
     if sys.stderr.isatty():
       from tqdm import tqdm
       self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
@@ -39,6 +48,9 @@ class MetricsWriter:
     if not self.active:
       return
     record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+    if step <= self._resumed_at:  # a row of these metrics at this step may be there already
+      self._rewrite([r for r in self.history()
+                     if r["step"] != step or not set(r) <= set(record)])
     with open(self.jsonl_path, "a") as f:
       f.write(json.dumps(record) + "\n")
     for k, v in record.items():
@@ -66,6 +78,12 @@ class MetricsWriter:
       self._bar.close()
     if self._tb is not None:
       self._tb.close()
+
+  def _rewrite(self, records: list[dict]) -> None:
+    tmp = self.jsonl_path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in records)
+    os.replace(tmp, self.jsonl_path)
 
   def history(self) -> list[dict]:
     if not os.path.exists(self.jsonl_path):
