@@ -16,6 +16,7 @@ and receive the trainer's extra args (`grad_fn`, `step`, `rng`, the task's `tx_a
 from __future__ import annotations
 
 import difflib
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -25,15 +26,37 @@ import optim
 from optim import paths
 
 BASE = ("sgd", "adam", "adamw")
-OPTION_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "decay_boundaries",
-                         "decay_factor", "end_factor", "momentum", "nesterov", "b1", "b2", "eps",
+OPTION_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "warmup_fraction",
+                         "decay_boundaries", "decay_factor", "end_factor", "momentum", "nesterov", "b1", "b2", "eps",
                          "weight_decay", "weight_decay_mask", "freeze", "clip_grad_norm",
                          "param_groups", "transforms", "ema_decay"})
 
 
+class WarmupWarning(UserWarning):
+  pass
+
+
+def warmup_steps(c, total_steps: int) -> int:
+  """Linear warm-up length: `warmup_fraction` of the run (scales with `total_steps`), or a fixed
+  `warmup_steps`; warns when the run ends inside the warm-up (the peak rate is never reached)."""
+  fraction, fixed = float(c.get("warmup_fraction", 0.0)), int(c.get("warmup_steps", 0))
+  if fraction and fixed:
+    raise ValueError(f"optimizer.warmup_steps={fixed} and optimizer.warmup_fraction={fraction} "
+                     f"are both set; set one of them.")
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f"optimizer.warmup_fraction={fraction} must be in [0, 1).")
+  warmup = round(fraction * total_steps) if fraction else fixed
+  if warmup >= total_steps > 0:
+    warnings.warn(f"the run ends inside its warm-up (optimizer.warmup_steps={warmup} >= "
+                  f"total_steps={total_steps}): the learning rate never reaches "
+                  f"{float(c.learning_rate):g}. Set optimizer.warmup_fraction (a fraction of the "
+                  f"run) or a smaller optimizer.warmup_steps.", WarmupWarning, stacklevel=3)
+  return warmup
+
+
 def schedule(c, total_steps: int) -> optax.Schedule:
-  """constant | cosine | step, with linear warm-up of `warmup_steps`."""
-  lr, warmup = float(c.learning_rate), int(c.get("warmup_steps", 0))
+  """constant | cosine | step, after a linear warm-up from 0 (`warmup_steps`)."""
+  lr, warmup = float(c.learning_rate), warmup_steps(c, total_steps)
   kind = c.get("schedule", "constant")
   if kind == "constant":
     main = optax.constant_schedule(lr)

@@ -164,3 +164,88 @@ def test_metrics_log_agrees_with_the_state_after_a_resume(tmp_path):
   assert [r["step"] for r in after if "train/loss" in r] == [5, 10, 15, 20]
   assert [r["step"] for r in after if "eval/accuracy" in r] == [10, 20]
   assert after == first  # the resumed steps (15, 20) reproduce the same numbers
+
+
+# --- a corrupt checkpoint: one warning ---------------------------------------------------------
+def test_failed_checkpoint_read_drops_late_event_loop_reports_only():
+  import threading
+  from ml_pipelines.trainer import checkpoint as checkpoint_lib
+
+  seen, previous = [], sys.unraisablehook
+  sys.unraisablehook = lambda report: seen.append(str(report.exc_value))
+
+  def late_reports():  # what tensorstore's in-flight reads do after orbax closed its loop
+    for message in ("Event loop is closed", "something else"):
+      time.sleep(0.3)
+      try:
+        raise RuntimeError(message)
+      except RuntimeError as e:
+        sys.unraisablehook(type("R", (), {"exc_type": RuntimeError, "exc_value": e,
+                                          "exc_traceback": None, "err_msg": None,
+                                          "object": None})())
+  try:
+    failed = []
+    with checkpoint_lib._quiet_reads(failed):
+      threading.Thread(target=late_reports).start()
+      failed.append(ValueError("OUT_OF_RANGE"))
+    assert seen == ["something else"]  # the probe waited for the late reports, dropped only one
+  finally:
+    sys.unraisablehook = previous
+  assert sys.unraisablehook is previous
+
+
+# --- compatibility keys, total_steps and warm-up -------------------------------------------------
+def test_compatibility_keys_in_both_directions():
+  from ml_pipelines.trainer import config as config_lib
+  saved = _config()  # cosine schedule: total_steps shapes it
+  saved.task = {"name": "hashing", "topk": 100, "plot_dir": "a", "gamma": 200.0}
+
+  def mismatch(**changes):
+    now = _config()
+    now.task = dict(saved.task)
+    for k, v in changes.items():
+      node, *path = k.split(".")
+      if path:
+        now[node][path[0]] = v
+      else:
+        now[node] = v
+    return config_lib.incompatible_keys(saved.to_dict(), now)
+
+  # Cosmetic keys (evaluation and outputs) may change; what shapes the state or the run may not.
+  assert mismatch(**{"task.topk": 50, "task.plot_dir": "b", "log_every": 7, "eval_every": 3,
+                     "mesh.fsdp": 2, "batch_size": 8, "keep_checkpoints": 1}) == []
+  assert mismatch(**{"task.gamma": 1.0}) == ["task.gamma"]
+  assert mismatch(**{"model.hidden": 7, "seed": 3}) == ["model.hidden", "seed"]
+  assert mismatch(total_steps=700) == ["total_steps"]
+  # A constant rate after a fixed warm-up does not depend on total_steps: the run may go on.
+  saved.optimizer.schedule = "constant"
+  assert mismatch(total_steps=700, **{"optimizer.schedule": "constant"}) == []
+  assert mismatch(total_steps=700, **{"optimizer.schedule": "cosine"}) == [
+      "optimizer.schedule", "total_steps"]
+
+
+def test_total_steps_change_on_a_finished_cosine_run_is_refused(tmp_path):
+  from ml_pipelines import train
+  from ml_pipelines.trainer import checkpoint as checkpoint_lib
+  from tests.test_trainer import small_config
+  train.train_and_evaluate(small_config(total_steps=10), str(tmp_path))
+  with pytest.raises(checkpoint_lib.IncompatibleCheckpointError,
+                     match=r"total_steps: checkpoint 10 vs config 12.*learning-rate schedule"):
+    train.train_and_evaluate(small_config(total_steps=12), str(tmp_path))
+
+
+def test_warmup_fraction_scales_with_the_run_and_a_run_inside_warmup_warns():
+  import ml_collections
+  from optim import chain
+  c = ml_collections.ConfigDict(dict(learning_rate=1.0, schedule="constant", warmup_fraction=0.1))
+  for total in (30, 300):
+    lr = chain.schedule(c, total)
+    w = total // 10
+    np.testing.assert_allclose([lr(0), lr(1), lr(w), lr(total - 1)], [0.0, 1 / w, 1.0, 1.0],
+                               atol=1e-6)
+  fixed = ml_collections.ConfigDict(dict(learning_rate=1e-3, schedule="cosine", warmup_steps=110))
+  with pytest.warns(chain.WarmupWarning, match=r"warmup_steps=110 >= total_steps=30"):
+    chain.schedule(fixed, 30)
+  both = ml_collections.ConfigDict(dict(learning_rate=1.0, warmup_steps=3, warmup_fraction=0.1))
+  with pytest.raises(ValueError, match="set one of them"):
+    chain.schedule(both, 30)

@@ -33,8 +33,12 @@ TOP_LEVEL_KEYS = frozenset({
     "checkpoint_every", "keep_checkpoints", "keep_period", "mesh", "sharding_rules", "model",
     "task", "data", "optimizer", "description", "init_from",
 })
-# Keys whose change makes a checkpoint incompatible (the state would mean something else).
-COMPATIBILITY_KEYS = ("model", "task", "optimizer", "data.name", "seed")
+# Keys whose change makes a checkpoint incompatible: the saved state would mean something else
+# (parameter shapes, optimizer and task state) or the run would not continue the trajectory it
+# started (seed, the loss, the optimizer, the data). A name covers the keys below it.
+COMPATIBILITY_KEYS = ("seed", "model", "optimizer", "task", "data.name", "total_steps")
+# Keys under those that only shape evaluation and outputs; they may change on a resumed run.
+COSMETIC_KEYS = ("task.plot_dir", "task.topk", "task.radius")
 
 
 def load(spec: str) -> ml_collections.ConfigDict:
@@ -178,11 +182,27 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix[:-1]: tree}
 
 
+def _under(key: str, names: Iterable[str]) -> bool:
+  return any(key == n or key.startswith(n + ".") for n in names)
+
+
+def schedule_uses_total_steps(optimizer: dict) -> bool:
+  """Whether the learning rate at a step depends on `total_steps` (cosine and step schedules
+  are stretched over the run, and so is a warm-up given as a fraction); a constant rate after a
+  fixed warm-up does not, so such a run may be extended."""
+  return (optimizer.get("schedule", "constant") != "constant"
+          or bool(optimizer.get("warmup_fraction", 0.0)))
+
+
 def incompatible_keys(saved: dict, current: ml_collections.ConfigDict) -> list[str]:
-  """Flattened keys under COMPATIBILITY_KEYS whose values differ between two configs."""
-  a, b = flatten(saved), flatten(current.to_dict())
-  keys = set(a) | set(b)
-  relevant = [k for k in keys if any(k == c or k.startswith(c + ".") for c in COMPATIBILITY_KEYS)]
+  """Flattened keys under COMPATIBILITY_KEYS (less COSMETIC_KEYS) whose values differ between
+  two configs; `total_steps` only when either config's schedule is stretched over the run."""
+  saved_dict, now_dict = dict(saved), current.to_dict()
+  a, b = flatten(saved_dict), flatten(now_dict)
+  names = [k for k in COMPATIBILITY_KEYS if k != "total_steps"]
+  if any(schedule_uses_total_steps(dict(c.get("optimizer") or {})) for c in (saved_dict, now_dict)):
+    names.append("total_steps")
+  relevant = [k for k in set(a) | set(b) if _under(k, names) and not _under(k, COSMETIC_KEYS)]
   return sorted(k for k in relevant if _norm(a.get(k)) != _norm(b.get(k)))
 
 
