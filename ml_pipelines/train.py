@@ -337,10 +337,29 @@ def initialize_distributed(args) -> None:
       jax.distributed.initialize()
 
 
+HELP_EPILOG = """\
+config overrides:
+  --config.KEY=VALUE    set any key of the config, nested keys with dots; VALUE is a Python
+                        literal checked against the type of the config's value, e.g.
+                        --config.total_steps=2000 --config.optimizer.learning_rate=0.01
+                        --config.mesh.fsdp=2 --config.optimizer.transforms="('ogm_ge',)"
+                        An unknown key or a value of the wrong type fails, naming the key.
+
+resume and stop:
+  Run the same command again to resume from the newest checkpoint in --workdir.
+  Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint and exits with
+  code 75; a second Ctrl-C exits at once (code 130), keeping the newest finished checkpoint.
+"""
+
+
 def parse_args(argv: list[str]):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--config", required=True, help="path/to/config.py[:arg]")
-  parser.add_argument("--workdir", required=True)
+  parser = argparse.ArgumentParser(  # [ux] the epilog documents overrides, resume and stopping
+      prog="python -m ml_pipelines.train", description=__doc__.split("\n")[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=HELP_EPILOG)
+  parser.add_argument("--config", required=True,
+                      help="path/to/config.py[:arg]; the config's docstring says what arg means")
+  parser.add_argument("--workdir", required=True,
+                      help="where checkpoints, metrics.jsonl, tensorboard/ and curves.png go")
   parser.add_argument("--cpu_devices", type=int, default=0,
                       help="simulate N CPU devices (tests, laptops)")
   parser.add_argument("--coordinator_address", default=None)

@@ -249,3 +249,56 @@ def test_warmup_fraction_scales_with_the_run_and_a_run_inside_warmup_warns():
   both = ml_collections.ConfigDict(dict(learning_rate=1.0, warmup_steps=3, warmup_fraction=0.1))
   with pytest.raises(ValueError, match="set one of them"):
     chain.schedule(both, 30)
+
+
+# --- launch commands and --help ------------------------------------------------------------------
+def _launch_commands(path):
+  import ast
+  import re
+  doc = ast.get_docstring(ast.parse(open(path).read())) or ""
+  joined = re.sub(r"\\\n\s*", " ", doc)
+  return [line.strip() for line in joined.splitlines()
+          if line.strip().startswith("python -m ml_pipelines.train ")]
+
+
+CONFIG_FILES = sorted(
+    os.path.relpath(os.path.join(d, f), ROOT)
+    for d, _, files in os.walk(os.path.join(ROOT, "configs")) for f in files
+    if f.endswith(".py") and "def get_config" in open(os.path.join(d, f)).read())
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES)
+def test_every_config_docstring_has_a_launch_command_that_parses(path, monkeypatch):
+  import shlex
+  from ml_pipelines import train
+  from ml_pipelines.trainer import config as config_lib
+  monkeypatch.chdir(ROOT)
+  commands = _launch_commands(path)
+  assert commands, f"{path}: no 'python -m ml_pipelines.train ...' line in its docstring"
+  own = 0
+  for command in commands:  # a config may also show the runs it builds on (UMT's teachers)
+    argv = shlex.split(command.partition("#")[0])[3:]
+    args, overrides = train.parse_args(argv)
+    assert args.workdir, command
+    own += args.config.partition(":")[0] == path
+    config = config_lib.override(config_lib.load(args.config), overrides)
+    config_lib.check_keys(config)
+    for assignment in overrides:  # each override landed, with the default's type
+      key, _, text = assignment.partition("=")
+      node = config
+      for name in key.split("."):
+        node = node[name]
+      assert node == config_lib.typed_value(key, text, node), command
+  assert own, f"{path}: no launch command of this config"
+
+
+def test_help_of_the_trainer_and_the_flops_job():
+  def help_text(module):
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], env=_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+  assert "--config.KEY=VALUE" in help_text("ml_pipelines.train")
+  start = time.time()
+  out = help_text("ml_pipelines.jobs.flops")
+  assert "--models" in out and "| model |" not in out and time.time() - start < 30
