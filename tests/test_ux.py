@@ -302,3 +302,37 @@ def test_help_of_the_trainer_and_the_flops_job():
   start = time.time()
   out = help_text("ml_pipelines.jobs.flops")
   assert "--models" in out and "| model |" not in out and time.time() - start < 30
+
+
+# --- hash_index input errors --------------------------------------------------------------------
+def test_hash_index_bad_inputs_give_one_clear_message_each(tmp_path, capsys):
+  from ml_pipelines.search import hash_index
+  good = np.where(np.random.default_rng(0).random((20, 16)) > 0.5, 1, -1).astype(np.int8)
+  np.savez(tmp_path / "good.npz", codes=good)
+  (tmp_path / "zero.npz").write_bytes(b"")
+  np.savez(tmp_path / "nocodes.npz", labels=np.arange(3))
+  np.savez(tmp_path / "empty.npz", codes=np.zeros((0, 16), np.int8))
+  np.savez(tmp_path / "real.npz", codes=np.random.default_rng(0).normal(size=(20, 16)))
+  cases = {
+      "zero.npz": r"zero.npz is empty \(0 bytes\)",
+      "nocodes.npz": r"nocodes.npz has no 'codes' array \(it holds: labels\)",
+      "empty.npz": r"empty.npz holds no codes \(shape \(0, 16\)\)",
+      "real.npz": r"real.npz: codes must be binary, \{-1,\+1\} or \{0,1\}; found values -?\d",
+      "missing.npz": r"missing.npz cannot be read as .npz \(it does not exist\)",
+  }
+  import re
+  for name, message in cases.items():
+    with pytest.raises(SystemExit) as exit_info:
+      hash_index.main(["build", f"--codes={tmp_path / name}", f"--index={tmp_path / 'ix.npz'}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and len(err.strip().splitlines()) == 1, err
+    assert re.search(message, err), err
+    assert not (tmp_path / "ix.npz").exists()
+  hash_index.main(["build", f"--codes={tmp_path / 'good.npz'}", f"--index={tmp_path / 'ix.npz'}"])
+  for name in ("zero.npz", "real.npz"):  # queries are checked the same way
+    with pytest.raises(SystemExit):
+      hash_index.main(["query", f"--index={tmp_path / 'ix.npz'}", f"--codes={tmp_path / name}"])
+    assert name in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    hash_index.main(["query", f"--index={tmp_path / 'zero.npz'}", f"--codes={tmp_path / 'good.npz'}"])
+  assert "is not an index written by" in capsys.readouterr().err
