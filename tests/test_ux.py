@@ -336,3 +336,37 @@ def test_hash_index_bad_inputs_give_one_clear_message_each(tmp_path, capsys):
   with pytest.raises(SystemExit):
     hash_index.main(["query", f"--index={tmp_path / 'zero.npz'}", f"--codes={tmp_path / 'good.npz'}"])
   assert "is not an index written by" in capsys.readouterr().err
+
+
+# --- curves.png ---------------------------------------------------------------------------------
+def test_curves_are_a_grid_with_readable_titles(tmp_path):
+  import json
+  from PIL import Image
+  from ml_pipelines.trainer import metrics_writer
+  names = ["train/loss", "train/accuracy", "train/learning_rate", "train/o", "train/audio_loss",
+           "train/visual_loss", "train/fused_loss", "train/stage_modality", "train/umt_distill"]
+  with open(tmp_path / "metrics.jsonl", "w") as f:
+    for step in range(10, 1010, 10):
+      f.write(json.dumps({"step": step, **{n: 1.0 / step for n in names}}) + "\n")
+      if step % 500 == 0:
+        f.write(json.dumps({"step": step, "eval/loss": 0.5, "eval/accuracy": 0.9,
+                            "eval/audio_accuracy": 0.8, "eval/ema_accuracy": 0.91}) + "\n")
+  writer = metrics_writer.MetricsWriter.__new__(metrics_writer.MetricsWriter)
+  writer.active, writer.jsonl_path = True, str(tmp_path / "metrics.jsonl")
+  writer.plot_path = str(tmp_path / "curves.png")
+  writer.plot()
+  width, height = Image.open(tmp_path / "curves.png").size
+  # 11 panels (train/eval loss and accuracy share one): 4 columns x 3 rows at 100 dpi.
+  assert (width, height) == (1440, 840)
+  assert metrics_writer.panel_title("o") == "estimator o (1 = STE, larger = closer to sign)"
+  assert metrics_writer.panel_title("audio_accuracy") == "audio accuracy (fraction correct)"
+  assert metrics_writer.panel_title("ema_loss") == "EMA loss (cross-entropy, nats)"
+  assert metrics_writer.panel_title("learning_rate") == "learning rate"
+  assert metrics_writer.panel_title("grad_norm_ratio") == "grad norm ratio"
+
+
+def test_tensorboard_is_an_extra_of_the_package():
+  import tomllib
+  with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+    extras = tomllib.load(f)["project"]["optional-dependencies"]
+  assert any(d.startswith("tensorboard") for d in extras["viz"])

@@ -92,7 +92,8 @@ class MetricsWriter:
       return [json.loads(line) for line in f if line.strip()]
 
   def plot(self) -> str | None:
-    """Training and evaluation curves, one panel per metric name, saved as PNG."""
+    """Training and evaluation curves, one panel per metric name (train/x and eval/x share one),
+    in a grid of up to four columns, saved as PNG."""
     if not self.active:
       return None
     records = self.history()
@@ -105,15 +106,49 @@ class MetricsWriter:
     groups: dict[str, list[str]] = {}
     for n in names:
       groups.setdefault(n.split("/")[-1], []).append(n)
-    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.2), squeeze=False)
-    for ax, (title, members) in zip(axes[0], sorted(groups.items())):
+    cols = min(4, len(groups))
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    for ax, (metric, members) in zip(axes.flat, sorted(groups.items())):
       for n in members:
         pts = [(r["step"], r[n]) for r in records if n in r]
-        ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=n)
-      ax.set_title(title)
-      ax.set_xlabel("step")
+        few = len(pts) < 30
+        split = n.split("/")[0] if "/" in n else n
+        ax.plot(*zip(*pts), marker="o" if few else None, markersize=3.5 if few else None,
+                label=split, color={"train": "C0", "eval": "C1"}.get(split))
+      ax.set_title(panel_title(metric), fontsize=9)
+      ax.set_xlabel("step", fontsize=8)
+      ax.tick_params(labelsize=7)
+      ax.grid(alpha=0.3)
       ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(groups):]:
+      ax.axis("off")
     fig.tight_layout()
-    fig.savefig(self.plot_path, dpi=110)
+    fig.savefig(self.plot_path, dpi=100)
     plt.close(fig)
     return self.plot_path
+
+
+# Panel titles with units for the metric names the tasks log; others are spelled out from the name.
+TITLES = {
+    "loss": "loss (cross-entropy, nats)",
+    "accuracy": "accuracy (fraction correct)",
+    "learning_rate": "learning rate",
+    "o": "estimator o (1 = STE, larger = closer to sign)",
+    "estimating_error": "ReSTE estimating error",
+    "gradient_stability": "ReSTE gradient stability",
+    "stage_modality": "MIE stage (0 audio, 1 visual)",
+    "umt_distill": "UMT distillation loss",
+    "hash_loss": "hashing loss",
+    "policy_loss": "MCH policy loss",
+}
+
+
+def panel_title(metric: str) -> str:
+  """'audio_accuracy' -> 'audio accuracy (fraction correct)', 'ema_loss' -> 'EMA loss (...)'."""
+  if metric in TITLES:
+    return TITLES[metric]
+  prefix, _, base = metric.partition("_")
+  if base in TITLES:
+    return f"{'EMA' if prefix == 'ema' else prefix} {TITLES[base]}"
+  return metric.replace("_", " ")
