@@ -379,13 +379,14 @@ def parse_args(argv: list[str]):
 def main(argv: list[str] | None = None) -> None:
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   initialize_distributed(args)
-  try:  # [ux] usage errors in one line; Ctrl-C before the loop (which stops cleanly) quietly
+  try:  # [ux] usage errors in one line; Ctrl-C outside the loop (which stops cleanly) quietly
     config = config_lib.override(config_lib.load(args.config), overrides)
     train_and_evaluate(config, args.workdir)
   except config_lib.UsageError as e:
     sys.exit(f"error: {e}")
   except KeyboardInterrupt:
-    print("interrupted before training started; nothing was saved.", file=sys.stderr)
+    print("interrupted outside the training loop; the checkpoints in --workdir are kept; run "
+          "the same command to resume.", file=sys.stderr)
     sys.exit(128 + signal.SIGINT)
 
 

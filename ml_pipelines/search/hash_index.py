@@ -34,8 +34,8 @@ class CodesFileError(ValueError):
 
 
 def load_codes(path) -> tuple[np.ndarray, np.ndarray | None]:
-  """(codes [N, bits] with N >= 1 and values in {-1,+1} or {0,1}, labels or None) of an .npz;
-  anything else raises CodesFileError saying what is wrong with the file."""
+  """(codes [N, bits], labels or None) of an .npz, N >= 1, codes in {-1,+1} or {0,1} (a 0 is a
+  bit off, as sign() gives); anything else raises CodesFileError saying what is wrong."""
   path = str(path)
   try:
     if os.path.getsize(path) == 0:
@@ -58,7 +58,7 @@ def load_codes(path) -> tuple[np.ndarray, np.ndarray | None]:
   if codes.shape[0] == 0 or codes.shape[1] == 0:
     raise CodesFileError(f"{path} holds no codes (shape {codes.shape}).")
   values = np.unique(codes)
-  if not (set(values.tolist()) <= {-1, 1} or set(values.tolist()) <= {0, 1}):
+  if not set(values.tolist()) <= {-1, 0, 1}:  # {-1,+1}, {0,1}, or sign() with zeros (bit off)
     shown = ", ".join(f"{v:g}" for v in values[:4])
     raise CodesFileError(f"{path}: codes must be binary, {{-1,+1}} or {{0,1}}; found values "
                          f"{shown}{', ...' if len(values) > 4 else ''} (take the sign of a "

@@ -49,16 +49,23 @@ class StopOnSignal:
     self.signum: int | None = None
     self._previous: dict[int, object] = {}
 
+  _installed: StopOnSignal | None = None  # one at a time; a loop left by an exception is replaced
+
   def install(self) -> StopOnSignal:
     if threading.current_thread() is threading.main_thread():
+      if StopOnSignal._installed is not None:
+        StopOnSignal._installed.uninstall()
       for s in _SIGNALS:
         self._previous[s] = signal.signal(s, self._handle)
+      StopOnSignal._installed = self
     return self
 
   def uninstall(self) -> None:
     for s, handler in self._previous.items():
       signal.signal(s, handler)
     self._previous = {}
+    if StopOnSignal._installed is self:
+      StopOnSignal._installed = None
 
   def __enter__(self) -> StopOnSignal:
     return self.install()
