@@ -26,14 +26,14 @@ import optim
 from optim import paths
 
 BASE = ("sgd", "adam", "adamw")
-OPTION_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "warmup_fraction",
-                         "decay_boundaries", "decay_factor", "end_factor", "momentum", "nesterov", "b1", "b2", "eps",
+OPTION_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "decay_boundaries",
+                         "decay_factor", "end_factor", "momentum", "nesterov", "b1", "b2", "eps",
                          "weight_decay", "weight_decay_mask", "freeze", "clip_grad_norm",
-                         "param_groups", "transforms", "ema_decay"})
+                         "param_groups", "transforms", "ema_decay", "warmup_fraction"})
 
 
 class WarmupWarning(UserWarning):
-  pass
+  """A run that ends before its warm-up does: it never trains at the configured rate."""
 
 
 def warmup_steps(c, total_steps: int) -> int:

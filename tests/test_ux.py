@@ -331,7 +331,8 @@ def test_hash_index_bad_inputs_give_one_clear_message_each(tmp_path, capsys):
       hash_index.main(["query", f"--index={tmp_path / 'ix.npz'}", f"--codes={tmp_path / name}"])
     assert name in capsys.readouterr().err
   with pytest.raises(SystemExit):
-    hash_index.main(["query", f"--index={tmp_path / 'zero.npz'}", f"--codes={tmp_path / 'good.npz'}"])
+    hash_index.main(["query", f"--index={tmp_path / 'zero.npz'}",
+                     f"--codes={tmp_path / 'good.npz'}"])
   assert "is not an index written by" in capsys.readouterr().err
 
 

@@ -1,4 +1,4 @@
-"""16-bit PNG files, read and written at full precision (Pillow reduces 16-bit colour PNGs to 8 bits).
+"""16-bit PNG files, read and written at full precision (Pillow reduces 16-bit colour to 8 bits).
 
 PNG (ISO/IEC 15948): chunks IHDR, IDAT (zlib stream of rows, each prefixed by a filter type:
 0 none, 1 sub, 2 up, 3 average, 4 Paeth, undone byte-wise against the left pixel `a`, the pixel
