@@ -50,7 +50,7 @@ def warmup_steps(c, total_steps: int) -> int:
     warnings.warn(f"the run ends inside its warm-up (optimizer.warmup_steps={warmup} >= "
                   f"total_steps={total_steps}): the learning rate never reaches "
                   f"{float(c.learning_rate):g}. Set optimizer.warmup_fraction (a fraction of the "
-                  f"run) or a smaller optimizer.warmup_steps.", WarmupWarning, stacklevel=3)
+                  f"run) or a smaller optimizer.warmup_steps.", WarmupWarning, stacklevel=2)
   return warmup
 
 
