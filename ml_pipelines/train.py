@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import functools
 import os
+import signal
 import sys
 import time
 from typing import Any, Callable
@@ -42,6 +43,7 @@ from ml_pipelines.trainer import checkpoint as checkpoint_lib
 from ml_pipelines.trainer import config as config_lib
 from ml_pipelines.trainer import init_from
 from ml_pipelines.trainer import partition
+from ml_pipelines.trainer import preemption
 from ml_pipelines.trainer import sharding
 from ml_pipelines.trainer import stages as stages_lib
 from ml_pipelines.trainer.metrics_writer import MetricsWriter
@@ -369,7 +371,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns final eval metrics
   and the final `state`."""
   # 1. Mesh, stages, tasks, data, model.
-  os.makedirs(workdir, exist_ok=True)
+  config_lib.prepare_workdir(workdir)  # a file or an unwritable path: one line
   run = Run(config, workdir)
   env, stages, total_steps = run.env, run.stages, run.total_steps
   constants = run.tasks[0].constants(env)
@@ -431,6 +433,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   pending: list[dict] = []
   eval_metrics: dict[str, float] = {}
   t_start = time.time()
+  stop = preemption.StopOnSignal(sync_every=config.log_every).install()  # SIGINT / SIGTERM
   try:
     for step in range(start_step, total_steps):
       local = next(iterator)
@@ -459,9 +462,17 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       if config.checkpoint_every and (done % config.checkpoint_every == 0 or last):
         guard(done)
         ckpt.save(done, state, iterator.get_state(), config)
-  except BaseException:
+      if not last and stop.requested(done):  # checkpoint this step, exit with code 75
+        guard(done)
+        ckpt.save(done, state, iterator.get_state(), config)
+        ckpt.close()
+        writer.close()
+        stop.exit(done, ckpt.directory)
+  except Exception:
     ckpt.wait()  # a save in flight finishes, so the workdir holds only whole checkpoints
     raise
+  finally:
+    stop.uninstall()
 
   # 5. Final evaluation (if the loop ran none at the end), curves, summary.
   if not eval_metrics:
@@ -498,10 +509,29 @@ def initialize_distributed(args) -> None:
       jax.distributed.initialize()
 
 
+HELP_EPILOG = """\
+config overrides:
+  --config.KEY=VALUE    set any key of the config, nested keys with dots; VALUE is a Python
+                        literal checked against the type of the config's value, e.g.
+                        --config.total_steps=2000 --config.optimizer.learning_rate=0.01
+                        --config.mesh.fsdp=2 --config.optimizer.transforms="('ogm_ge',)"
+                        An unknown key or a value of the wrong type fails, naming the key.
+
+resume and stop:
+  Run the same command again to resume from the newest checkpoint in --workdir.
+  Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint and exits with
+  code 75; a second Ctrl-C exits at once (code 130), keeping the newest finished checkpoint.
+"""
+
+
 def parse_args(argv: list[str]):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--config", required=True, help="path/to/config.py[:arg]")
-  parser.add_argument("--workdir", required=True)
+  parser = argparse.ArgumentParser(  # the epilog documents overrides, resume and stopping
+      prog="python -m ml_pipelines.train", description=__doc__.split("\n")[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=HELP_EPILOG)
+  parser.add_argument("--config", required=True,
+                      help="path/to/config.py[:arg]; the config's docstring says what arg means")
+  parser.add_argument("--workdir", required=True,
+                      help="where checkpoints, metrics.jsonl, tensorboard/ and curves.png go")
   parser.add_argument("--cpu_devices", type=int, default=0,
                       help="simulate N CPU devices (tests, laptops)")
   parser.add_argument("--coordinator_address", default=None)
@@ -521,8 +551,15 @@ def parse_args(argv: list[str]):
 def main(argv: list[str] | None = None) -> None:
   args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
   initialize_distributed(args)
-  config = config_lib.override(config_lib.load(args.config), overrides)
-  train_and_evaluate(config, args.workdir)
+  try:  # usage errors in one line; Ctrl-C outside the loop (which stops cleanly) quietly
+    config = config_lib.override(config_lib.load(args.config), overrides)
+    train_and_evaluate(config, args.workdir)
+  except config_lib.UsageError as e:
+    sys.exit(f"error: {e}")
+  except KeyboardInterrupt:
+    print("interrupted outside the training loop; the checkpoints in --workdir are kept; run "
+          "the same command to resume.", file=sys.stderr)
+    sys.exit(128 + signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ and receive the trainer's extra args (`grad_fn`, `step`, `rng`, the task's `tx_a
 """
 from __future__ import annotations
 
+import warnings
+
 import jax
 import optax
 
@@ -27,12 +29,35 @@ BASE = ("sgd", "adam", "adamw")
 OPTION_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "decay_boundaries",
                          "decay_factor", "end_factor", "momentum", "nesterov", "b1", "b2", "eps",
                          "weight_decay", "weight_decay_mask", "trainable", "freeze",
-                         "freeze_batch_stats", "clip_grad_norm", "param_groups", "transforms"})
+                         "freeze_batch_stats", "clip_grad_norm", "param_groups", "transforms",
+                         "warmup_fraction"})
+
+
+class WarmupWarning(UserWarning):
+  """A run that ends before its warm-up does: it never trains at the configured rate."""
+
+
+def warmup_steps(c, total_steps: int) -> int:
+  """Linear warm-up length: `warmup_fraction` of the run (scales with `total_steps`), or a fixed
+  `warmup_steps`; warns when the run ends inside the warm-up (the peak rate is never reached)."""
+  fraction, fixed = float(c.get("warmup_fraction", 0.0)), int(c.get("warmup_steps", 0))
+  if fraction and fixed:
+    raise ValueError(f"optimizer.warmup_steps={fixed} and optimizer.warmup_fraction={fraction} "
+                     f"are both set; set one of them.")
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f"optimizer.warmup_fraction={fraction} must be in [0, 1).")
+  warmup = round(fraction * total_steps) if fraction else fixed
+  if warmup >= total_steps > 0:
+    warnings.warn(f"the run ends inside its warm-up (optimizer.warmup_steps={warmup} >= "
+                  f"total_steps={total_steps}): the learning rate never reaches "
+                  f"{float(c.learning_rate):g}. Set optimizer.warmup_fraction (a fraction of the "
+                  f"run) or a smaller optimizer.warmup_steps.", WarmupWarning, stacklevel=2)
+  return warmup
 
 
 def schedule(c, total_steps: int) -> optax.Schedule:
-  """constant | cosine | step, with linear warm-up of `warmup_steps`."""
-  lr, warmup = float(c.learning_rate), int(c.get("warmup_steps", 0))
+  """constant | cosine | step, after a linear warm-up from 0 (`warmup_steps`)."""
+  lr, warmup = float(c.learning_rate), warmup_steps(c, total_steps)
   kind = c.get("schedule", "constant")
   if kind == "constant":
     main = optax.constant_schedule(lr)

@@ -101,3 +101,33 @@ def test_cli_modes_and_errors(tmp_path, capsys):
   assert tf.main([str(src), str(tmp_path / "o.png"), "--sigma_r", "-1"]) == 2
   assert "--sigma_r" in capsys.readouterr().err
   assert tf.main([str(src), str(tmp_path / "o.png"), "--levels", "0"]) == 2
+
+
+def test_16bit_png_round_trip_keeps_depth_and_alpha(tmp_path):
+  from PIL import Image
+  from ml_pipelines.jobs import png16
+  rng = np.random.default_rng(0)
+  # The reader against Pillow (which reads 16-bit grey exactly, and writes it with PNG filters).
+  grey = rng.integers(0, 65536, (13, 11)).astype(np.uint16)
+  Image.fromarray(grey).save(tmp_path / "grey.png")
+  np.testing.assert_array_equal(png16.read(str(tmp_path / "grey.png")), grey)
+  # The writer: Pillow reads our 16-bit RGB as its top 8 bits; ours reads it back exactly.
+  rgb = rng.integers(0, 65536, (9, 7, 3)).astype(np.uint16)
+  png16.write(str(tmp_path / "rgb.png"), rgb)
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "rgb.png")), rgb >> 8)
+  np.testing.assert_array_equal(png16.read(str(tmp_path / "rgb.png")), rgb)
+
+  # A dark 16-bit RGBA image (values 20000..30000, which an 8-bit conversion clipped to white).
+  img = (20000 + 10000 * _texture_image(20, 18)).astype(np.uint16)
+  alpha = rng.integers(0, 65536, (20, 18)).astype(np.uint16)
+  png16.write(str(tmp_path / "in.png"), np.concatenate([img, alpha[..., None]], -1))
+  out = tmp_path / "out.png"
+  assert tf.main([str(tmp_path / "in.png"), str(out), "--levels", "2", "--sigma_s", "2"]) == 0
+  assert png16.bit_depth(str(out)) == 16
+  written = png16.read(str(out))
+  assert written.shape == (20, 18, 4)
+  np.testing.assert_array_equal(written[..., 3], alpha)  # alpha kept, unfiltered
+  expected = np.asarray(tf.texture_filter(jnp.asarray(img / 65535.0, jnp.float32), sigma_s=2.0,
+                                          sigma_r=0.05, levels=2))
+  np.testing.assert_allclose(written[..., :3] / 65535.0, np.clip(expected, 0, 1), atol=2e-5)
+  assert 0.25 < written[..., :3].mean() / 65535.0 < 0.5  # not blank

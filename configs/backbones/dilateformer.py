@@ -2,7 +2,7 @@
 epochs, drop-path 0.1) or the embedded digits_rgb at tiny width.
 
     python -m ml_pipelines.train --config=configs/backbones/dilateformer.py:imagenet2012 \
-        --workdir=workdirs/dilateformer_t --config.data.data_dir=$TFDS_DATA_DIR
+        --workdir=workdirs/dilateformer_t    # ImageNet from $TFDS_DATA_DIR
     python -m ml_pipelines.train --config=configs/backbones/dilateformer.py:digits_rgb --workdir=/tmp/df
 Small / Base: --config.model.name=dilateformer_small (drop_path 0.2) / dilateformer_base (0.3).
 """

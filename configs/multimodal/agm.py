@@ -2,6 +2,8 @@
 2023): scales each encoder's gradients by `exp(alpha * min(running_ratio - ratio, 7))` (optim/agm.py),
 alpha 0.1. The modality logits are the concat fusion's slices (for a linear head the Shapley
 estimate of the code up to the shared bias). Training recipe as OGM-GE.
+
+    python -m ml_pipelines.train --config=configs/multimodal/agm.py:demo,concat --workdir=/tmp/agm
 """
 from configs.multimodal.common import base_config
 

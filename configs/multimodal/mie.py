@@ -4,6 +4,8 @@ heads Linear(512,256)-ReLU-Linear(256,64)-Linear(64,C), mixup Beta(1,1), predict
 Official recipe: SGD lr 0.01, momentum 0.9, wd 1e-4, batch 12; stages (epochs) CREMA-D [25, 50] x 6,
 Kinetics-Sounds [25, 50, 25, 50], audio first; rho 1e-10, flat ratio 0.3, tau 0.4. The code's
 StepLR(40) restarts with the optimizer at each stage; here the rate is constant.
+
+    python -m ml_pipelines.train --config=configs/multimodal/mie.py:demo,concat --workdir=/tmp/mie
 """
 from configs.multimodal.common import HEAD_GROUPS, base_config, parse, steps
 

@@ -1,6 +1,8 @@
 """PMR (Fan et al., CVPR 2023, Eqs. 3-9): prototypical cross-entropy on the slower modality
 (losses/balancing.py; prototypes with momentum 0.2, weight alpha 0.6 as the notes). Training recipe
 as OGM-GE.
+
+    python -m ml_pipelines.train --config=configs/multimodal/pmr.py:demo,concat --workdir=/tmp/pmr
 """
 from configs.multimodal.common import base_config
 

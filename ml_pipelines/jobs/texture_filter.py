@@ -22,6 +22,7 @@ Modes (CLI): smoothing (R), detail (I + 2 (I - R), clipped), abstraction (R quan
 darkened along its edges), halftone (inverse halftoning: R; sigma_r defaults to 0.09 for this mode).
 
     python -m ml_pipelines.jobs.texture_filter IN.png OUT.png --sigma_s 5 --sigma_r 0.05 --levels 11
+    (8- and 16-bit input; OUT keeps the input's bit depth and its alpha channel, unfiltered)
     python -m ml_pipelines.jobs.texture_filter --demo DIR      # scikit-image photographs, before/after
 """
 from __future__ import annotations
@@ -159,26 +160,53 @@ def apply_mode(img: np.ndarray, smooth: np.ndarray, mode: str) -> np.ndarray:
   return np.clip(out, 0.0, 1.0)
 
 
-def read_image(path: str) -> np.ndarray:
-  """PNG/JPEG/... -> float32 HxW (grey) or HxWx3 in [0, 1]; alpha is dropped."""
+def load_image(path: str) -> tuple[np.ndarray, np.ndarray | None, int]:
+  """(image float32 HxW (grey) or HxWx3 in [0, 1], alpha HxW in [0, 1] or None, bit depth 8 or 16).
+
+  16-bit PNGs are read at full precision (png16); other files through Pillow at 8 bits.
+  """
   from PIL import Image, UnidentifiedImageError
+  from ml_pipelines.jobs import png16
   if not os.path.isfile(path):
     raise FileNotFoundError(f"Input image {path!r} does not exist.")
-  try:
-    with Image.open(path) as im:
-      im.load()
-      mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-      arr = np.asarray(im.convert(mode), np.float32) / 255.0
-  except (UnidentifiedImageError, OSError) as e:
-    raise ValueError(f"Cannot read {path!r} as an image ({e}).") from e
-  return arr
+  if png16.bit_depth(path) == 16:
+    raw, bits = png16.read(path).astype(np.float32) / 65535.0, 16
+  else:
+    try:
+      with Image.open(path) as im:
+        im.load()
+        if im.mode in ("I", "I;16", "I;16B", "F"):
+          raise ValueError(f"Cannot read {path!r}: {im.mode} images are read only as 16-bit PNG.")
+        alpha = im.mode in ("LA", "RGBA", "PA") or "transparency" in im.info
+        grey = im.mode in ("1", "L", "LA")
+        mode = ("LA" if alpha else "L") if grey else ("RGBA" if alpha else "RGB")
+        raw, bits = np.asarray(im.convert(mode), np.float32) / 255.0, 8
+    except (UnidentifiedImageError, OSError) as e:
+      raise ValueError(f"Cannot read {path!r} as an image ({e}).") from e
+  if raw.ndim == 3 and raw.shape[-1] in (2, 4):
+    return raw[..., :-1].squeeze(-1) if raw.shape[-1] == 2 else raw[..., :3], raw[..., -1], bits
+  return raw, None, bits
 
 
-def write_image(path: str, img: np.ndarray) -> None:
+def read_image(path: str) -> np.ndarray:
+  """PNG/JPEG/... -> float32 HxW (grey) or HxWx3 in [0, 1] (alpha and bit depth: `load_image`)."""
+  return load_image(path)[0]
+
+
+def write_image(path: str, img: np.ndarray, alpha: np.ndarray | None = None,
+                bits: int = 8) -> None:
+  """Writes `img` in [0, 1] (and `alpha` as its last channel) at `bits` (16: PNG only)."""
   from PIL import Image
+  from ml_pipelines.jobs import png16
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
-  Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)).save(path)
+  img = np.clip(img, 0, 1)
+  if alpha is not None:
+    img = np.concatenate([img.reshape(*img.shape[:2], -1), np.clip(alpha, 0, 1)[..., None]], -1)
+  if bits == 16:
+    png16.write(path, np.round(img * 65535).astype(np.uint16))
+  else:
+    Image.fromarray(np.round(img * 255).astype(np.uint8)).save(path)
 
 
 def check_params(sigma_s: float, sigma_r: float, levels: int, mode: str) -> None:
@@ -198,11 +226,18 @@ def run(inp: str, out: str, sigma_s: float = 5.0, sigma_r: float | None = None,
   if sigma_r is None:
     sigma_r = 0.09 if mode == "halftone" else 0.05
   check_params(sigma_s, sigma_r, levels, mode)
-  img = read_image(inp)
+  img, alpha, bits = load_image(inp)
   smooth = np.asarray(texture_filter(jnp.asarray(img), sigma_s=float(sigma_s),
                                      sigma_r=float(sigma_r), levels=int(levels)))
   result = apply_mode(img, smooth, mode)
-  write_image(out, result)
+  if bits == 16 and not out.lower().endswith(".png"):
+    print(f"note: {out} is written with 8 bits per sample (16 bits need a .png output).",
+          file=sys.stderr)
+    bits = 8
+  if alpha is not None and os.path.splitext(out)[1].lower() in (".jpg", ".jpeg"):
+    print(f"note: {out} cannot hold the input's alpha channel; it is dropped.", file=sys.stderr)
+    alpha = None
+  write_image(out, result, alpha, bits)  # same bit depth as the input; alpha kept as it was
   return result
 
 

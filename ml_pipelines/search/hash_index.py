@@ -19,6 +19,7 @@ Database labels are stored in the index.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -28,10 +29,45 @@ from ml_pipelines.evaluators import retrieval as retrieval_metrics
 from ml_pipelines.search.multi_index import MultiIndex
 
 
+class CodesFileError(ValueError):
+  """A codes file that cannot be indexed or queried; the command prints it in one line."""
+
+
+def load_codes(path) -> tuple[np.ndarray, np.ndarray | None]:
+  """(codes [N, bits], labels or None) of an .npz, N >= 1, codes in {-1,+1} or {0,1} (a 0 is a
+  bit off, as sign() gives); anything else raises CodesFileError saying what is wrong."""
+  path = str(path)
+  try:
+    if os.path.getsize(path) == 0:
+      raise CodesFileError(f"{path} is empty (0 bytes); expected an .npz with a 'codes' array.")
+    with np.load(path, allow_pickle=False) as z:
+      if not hasattr(z, "files"):
+        raise CodesFileError(f"{path} is a single .npy array, not an .npz with a 'codes' array.")
+      if "codes" not in z.files:
+        raise CodesFileError(f"{path} has no 'codes' array (it holds: "
+                             f"{', '.join(z.files) or 'nothing'}).")
+      codes = z["codes"]
+      labels = z["labels"] if "labels" in z.files else None
+  except (OSError, EOFError, ValueError) as e:
+    if isinstance(e, CodesFileError):
+      raise
+    reason = "it does not exist" if isinstance(e, FileNotFoundError) else f"{type(e).__name__}: {e}"
+    raise CodesFileError(f"{path} cannot be read as .npz ({reason}).") from None
+  if codes.ndim != 2:
+    raise CodesFileError(f"{path}: 'codes' must be [N, bits], got shape {codes.shape}.")
+  if codes.shape[0] == 0 or codes.shape[1] == 0:
+    raise CodesFileError(f"{path} holds no codes (shape {codes.shape}).")
+  values = np.unique(codes)
+  if not set(values.tolist()) <= {-1, 0, 1}:  # {-1,+1}, {0,1}, or sign() with zeros (bit off)
+    shown = ", ".join(f"{v:g}" for v in values[:4])
+    raise CodesFileError(f"{path}: codes must be binary, {{-1,+1}} or {{0,1}}; found values "
+                         f"{shown}{', ...' if len(values) > 4 else ''} (take the sign of a "
+                         f"model's real-valued outputs first).")
+  return codes, labels
+
+
 def build(codes_path, index_path, m=None, blocks=None) -> MultiIndex:
-  with np.load(codes_path) as z:
-    codes = z["codes"]
-    labels = z["labels"] if "labels" in z else None
+  codes, labels = load_codes(codes_path)
   index = MultiIndex.build(hamming.pack_bits(codes), codes.shape[1], m=m, block_bits=blocks)
   index.save(index_path)
   if labels is not None:
@@ -42,14 +78,17 @@ def build(codes_path, index_path, m=None, blocks=None) -> MultiIndex:
 
 
 def query(index_path, codes_path, k, radius=None, out=None) -> dict:
-  index = MultiIndex.load(index_path)
+  try:
+    index = MultiIndex.load(index_path)
+  except (OSError, EOFError, ValueError, KeyError) as e:
+    raise CodesFileError(f"{index_path} is not an index written by `hash_index build` "
+                         f"({type(e).__name__}: {e}).") from None
   with np.load(index_path) as z:
     db_labels = z["labels"] if "labels" in z else None
-  with np.load(codes_path) as z:
-    codes = z["codes"]
-    q_labels = z["labels"] if "labels" in z else None
+  codes, q_labels = load_codes(codes_path)
   if codes.shape[1] != index.bits:
-    raise ValueError(f"queries have {codes.shape[1]} bits, the index {index.bits}")
+    raise CodesFileError(f"{codes_path}: queries have {codes.shape[1]} bits, the index "
+                         f"{index.bits}.")
   q_words = hamming.pack_bits(codes)
   start = time.perf_counter()
   dist, idx, buckets = index.knn(q_words, k)
@@ -90,6 +129,13 @@ def main(argv=None) -> None:
   q.add_argument("--radius", type=int, default=None)
   q.add_argument("--out", default=None)
   args = parser.parse_args(argv)
+  try:
+    _run(args)
+  except CodesFileError as e:
+    parser.exit(1, f"error: {e}\n")
+
+
+def _run(args) -> None:
   if args.command == "build":
     blocks = [int(x) for x in args.blocks.split(",")] if args.blocks else None
     index = build(args.codes, args.index, m=args.m, blocks=blocks)

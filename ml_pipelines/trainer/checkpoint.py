@@ -10,10 +10,13 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
+import sys
+import time
 from typing import Any
 
 import jax
@@ -39,6 +42,42 @@ def load_latest_arrays(workdir: str) -> tuple[int, Any]:
   return steps[0], checkpointer.restore(path, target)
 
 
+@contextlib.contextmanager
+def _quiet_reads(failed: list):
+  """Silences what a failed read of a corrupt checkpoint prints besides our one warning.
+
+  When one array read fails, orbax closes its event loop while tensorstore's other reads are in
+  flight; each of them then reports `RuntimeError('Event loop is closed')` through
+  `sys.unraisablehook` (hundreds of tracebacks), for a while after the restore has returned, and
+  orbax logs warnings through absl. For the probe, those reports are dropped (anything else goes
+  to the previous hook); after a failed read (`failed` non-empty) the probe ends when the late
+  reports have stopped (1 s without one, at most 10 s).
+  """
+  previous_hook, dropped = sys.unraisablehook, []
+
+  def hook(report):
+    if isinstance(report.exc_value, RuntimeError) and "Event loop is closed" in str(
+        report.exc_value):
+      dropped.append(time.monotonic())
+    else:
+      previous_hook(report)
+
+  loggers = [logging.getLogger(n) for n in ("absl", "orbax", "tensorstore", "asyncio")]
+  levels = [log.level for log in loggers]
+  sys.unraisablehook = hook
+  for log in loggers:
+    log.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    start = time.monotonic()
+    while failed and time.monotonic() < min(start + 10, max([start, *dropped[-1:]]) + 1.0):
+      time.sleep(0.05)
+    sys.unraisablehook = previous_hook
+    for log, level in zip(loggers, levels):
+      log.setLevel(level)
+
+
 class IncompatibleCheckpointError(ValueError):
   pass
 
@@ -57,7 +96,8 @@ class Checkpointer:
     self.corrupt_dir = os.path.abspath(os.path.join(workdir, "corrupt_checkpoints"))
     self._options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, keep_period=keep_period or None,
-        enable_async_checkpointing=async_save, create=True)
+        enable_async_checkpointing=async_save, create=True,
+        cleanup_tmp_directories=True)  # an unfinished save (a killed run) leaves a tmp directory
     self._open()
 
   def _open(self):
@@ -68,6 +108,9 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, step: int, state: Any, data_state: dict, config) -> None:
+    """Starts an asynchronous save of `step`; a step already saved is left as it is."""
+    if step in self.manager.all_steps():
+      return
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=ocp.args.JsonSave(data_state),
@@ -86,11 +129,15 @@ class Checkpointer:
     `abstract_state` may be a function of the checkpoint's step (a multi-stage run's state has the
     structure of the stage it was saved in)."""
     for step in sorted(self.manager.all_steps(), reverse=True):
-      try:
-        saved_config = self.manager.restore(step, args=ocp.args.Composite(
-            config=ocp.args.JsonRestore()))["config"]
-      except Exception as e:  # noqa: BLE001 -- any failure to read means this step is unusable
-        self._set_aside(step, e)
+      failed = []
+      with _quiet_reads(failed):
+        try:
+          saved_config = self.manager.restore(step, args=ocp.args.Composite(
+              config=ocp.args.JsonRestore()))["config"]
+        except Exception as e:  # noqa: BLE001 -- any failure to read means this step is unusable
+          failed.append(e)
+      if failed:
+        self._set_aside(step, failed[0])
         continue
       mismatch = config_lib.incompatible_keys(saved_config, config)
       if mismatch:
@@ -100,24 +147,29 @@ class Checkpointer:
                             for k in mismatch)
         raise IncompatibleCheckpointError(
             f"The checkpoint at step {step} in {self.directory} was written by an incompatible "
-            f"config; mismatching keys: {details}. Use a new --workdir or restore the old values.")
-      try:
-        out = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(
-                abstract_state(step) if callable(abstract_state) else abstract_state),
-            data=ocp.args.JsonRestore()))
-      except Exception as e:  # noqa: BLE001
-        self._set_aside(step, e)
+            f"config; mismatching keys: {details}. Use a new --workdir or restore the old "
+            f"values." + (" (total_steps stretches this run's learning-rate schedule: training "
+                          "longer on it would change the steps already taken.)"
+                          if "total_steps" in mismatch else ""))
+      with _quiet_reads(failed):
+        try:
+          out = self.manager.restore(step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(
+                  abstract_state(step) if callable(abstract_state) else abstract_state),
+              data=ocp.args.JsonRestore()))
+        except Exception as e:  # noqa: BLE001
+          failed.append(e)
+      if failed:
+        self._set_aside(step, failed[0])
         continue
       return Restored(step=step, state=out["state"], data_state=out["data"])
     return None
 
   def _set_aside(self, step: int, error: Exception) -> None:
     path = os.path.join(self.directory, str(step))
-    logging.warning("Checkpoint %s is unreadable (%s: %s); falling back to the previous one.",
-                    path, type(error).__name__, str(error).splitlines()[0] if str(error) else "")
-    print(f"WARNING: checkpoint {path} is unreadable ({type(error).__name__}); "
-          f"using the previous one.", flush=True)
+    first_line = str(error).splitlines()[0][:200] if str(error) else ""
+    print(f"WARNING: checkpoint {path} is unreadable ({type(error).__name__}: {first_line}); "
+          f"moved to {self.corrupt_dir}, using the previous one.", flush=True)
     if jax.process_index() == 0 and os.path.exists(path):
       os.makedirs(self.corrupt_dir, exist_ok=True)
       shutil.move(path, os.path.join(self.corrupt_dir, f"{step}"))
