@@ -12,15 +12,8 @@ import jax
 
 
 def path_str(path) -> str:
-  parts = []
-  for k in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(k, attr):
-        parts.append(str(getattr(k, attr)))
-        break
-    else:
-      parts.append(str(k))
-  return "/".join(parts)
+  """A key path (from `jax.tree_util.tree_flatten_with_path`) as 'a/b/0'."""
+  return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
 
 
 def paths(tree: Any) -> Any:
