@@ -24,8 +24,13 @@ for MIE) and `grad_terms` for MMPareto. Loss-side methods are options:
 - mute_modality "audio" | "visual": that input is zeroed in training and evaluation, which makes a
   unimodal model of the other modality (the demo's visual-only reference, UMT's teachers);
 - mie_stage_steps "n1,n2,...": MIE/IGM (arXiv 2407.04587) alternating unimodal stages: only the current
-  modality's head CE on mixup inputs (Beta(mie_mixup_alpha)) is trained; prediction is the mean of the
-  heads' softmax outputs. Needs `model.modality_heads=True`.
+  modality m is trained, on mixup inputs (Beta(mie_mixup_alpha)), with the official step loss
+  (njustkmg/IJCAI25-IGM train_CREMA.py) `(1 - r) * mixupCE(o_m, y, y[perm]) + r * CE(o_m, y)`,
+  o_m = cls_m(enc_m(mixed x_m)), r = `mie_flat_ratio` (0.3): the "flat" term is the head on the mixed
+  features against the *unmixed* labels (its SAM perturbation, rho = 1e-10, is invisible and left
+  out). `mie_flat_ratio=0` with the optimizer's `flat_ratio` > 0 is the paper's SAM form instead
+  (optim/mie.py). Prediction is the mean of the heads' softmax outputs. Needs
+  `model.modality_heads=True`.
 
 Batch keys: `audio` [B, F, T, 1], `visual` [B, T, H, W, 3], `label` [B].
 evaluate: `accuracy` (fused), `audio_accuracy`, `visual_accuracy` (argmax of modality_logits), `loss`.
@@ -47,7 +52,7 @@ from optim import paths as paths_lib
 
 OPTIONS = frozenset({"unimodal_loss_weight", "grad_terms", "pmr_alpha", "pmr_momentum",
            "gblending_weights", "gblending_every", "gblending_val_split", "umt_teachers",
-           "umt_weight", "mute_modality", "mie_stage_steps", "mie_mixup_alpha"})
+           "umt_weight", "mute_modality", "mie_stage_steps", "mie_mixup_alpha", "mie_flat_ratio"})
 MODALITIES = ("audio", "visual")
 
 
@@ -86,6 +91,7 @@ class Multimodal(Task):
     stages = t.get("mie_stage_steps", "")
     self.mie_steps = mie_lib.parse_steps(stages) if stages else ()
     self.mie_alpha = float(t.get("mie_mixup_alpha", 1.0))
+    self.mie_flat = float(t.get("mie_flat_ratio", 0.3))
     self.num_classes = int(config.model.num_classes)
 
   # --- state -----------------------------------------------------------------------------------
@@ -145,7 +151,7 @@ class Multimodal(Task):
     audio, perm, lam = mml.mixup(rng, batch["audio"], self.mie_alpha)
     visual = (lam * batch["visual"] + (1 - lam) * batch["visual"][perm]).astype(batch["visual"].dtype)
     out = model(audio, visual)
-    per = {m: jnp.mean(mml.mixup_cross_entropy(out["modality_logits"][m], labels, perm, lam))
+    per = {m: mml.mie_loss(out["modality_logits"][m], labels, perm, lam, self.mie_flat)
            for m in MODALITIES}
     cur = mie_lib.modality_index(step, self.mie_steps, len(MODALITIES))
     loss = jnp.where(cur == 0, per["audio"], per["visual"])
