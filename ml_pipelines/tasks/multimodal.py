@@ -21,6 +21,12 @@ for MIE) and `grad_terms` for MMPareto. Loss-side methods are options:
   MSE(phi_m, phi_m^teacher)` with the encoder of each modality distilled from the newest checkpoint
   of a unimodal run (same model config, the other modality muted) -- the teachers are frozen and
   run in eval mode; umt_weight 10 as the official code;
+- agm_shapley: AGM (Li et al., ICCV 2023; lihong2303/AGM_ICCV2023 model/CREMAD_net.py GradMod) as
+  the official code trains it: besides the train-mode pass f(a, v), two eval-mode passes with one
+  input zeroed give the Shapley logits `m_a = (f(a, v) - f(0, v) + f(a, 0)) / 2`, `m_v = (f(a, v) -
+  f(a, 0) + f(0, v)) / 2`; the loss is `CE(m_a + m_v)`, the modality logits are m_a, m_v, and
+  `aux["grad_terms"]` names each one's gradient path (`sum(stop_grad(dL/dout) * m_m)`) so that the
+  agm transform can scale it as the code's backward hooks do (optim/agm.py);
 - mute_modality "audio" | "visual": that input is zeroed in training and evaluation, which makes a
   unimodal model of the other modality (the demo's visual-only reference, UMT's teachers);
 - mie_stage_steps "n1,n2,...": MIE/IGM (arXiv 2407.04587) alternating unimodal stages: only the current
@@ -52,7 +58,8 @@ from optim import paths as paths_lib
 
 OPTIONS = frozenset({"unimodal_loss_weight", "grad_terms", "pmr_alpha", "pmr_momentum",
            "gblending_weights", "gblending_every", "gblending_val_split", "umt_teachers",
-           "umt_weight", "mute_modality", "mie_stage_steps", "mie_mixup_alpha", "mie_flat_ratio"})
+           "umt_weight", "mute_modality", "mie_stage_steps", "mie_mixup_alpha", "mie_flat_ratio",
+           "agm_shapley"})
 MODALITIES = ("audio", "visual")
 
 
@@ -73,6 +80,9 @@ class Multimodal(Task):
     t = config.task
     self.uni_w = float(t.get("unimodal_loss_weight", 0.0))
     self.grad_terms = bool(t.get("grad_terms", False))
+    self.agm_shapley = bool(t.get("agm_shapley", False))
+    if self.agm_shapley and self.grad_terms:
+      raise ValueError("agm_shapley and grad_terms both name aux['grad_terms']; pick one.")
     self.pmr_alpha = float(t.get("pmr_alpha", 0.0))
     self.pmr_momentum = float(t.get("pmr_momentum", 0.2))
     gw = t.get("gblending_weights", None)
@@ -159,6 +169,22 @@ class Multimodal(Task):
                **{f"{m}_loss": per[m] for m in MODALITIES}}
     return loss, out, metrics
 
+  @staticmethod
+  def agm_outputs(model, audio, visual, labels):
+    """(model outputs with AGM's Shapley logits, grad_terms): see `agm_shapley` above."""
+    out = model(audio, visual)
+    model.eval()  # the code's pad passes: eval mode, batch statistics untouched
+    pad_v = model(audio, jnp.zeros_like(visual))["logits"]   # f(a, 0)
+    pad_a = model(jnp.zeros_like(audio), visual)["logits"]   # f(0, v)
+    model.train()
+    total = out["logits"]
+    per = {"audio": 0.5 * (total - pad_a + pad_v), "visual": 0.5 * (total - pad_v + pad_a)}
+    fused = per["audio"] + per["visual"]
+    delta = jax.lax.stop_gradient(jax.grad(
+        lambda z: jnp.mean(mml.cross_entropy(z, labels)))(fused.astype(jnp.float32)))
+    terms = {m: jnp.sum(delta * per[m].astype(jnp.float32)) for m in MODALITIES}
+    return {**out, "logits": fused, "modality_logits": per}, terms
+
   def _inputs(self, batch):
     if not self.mute:
       return batch
@@ -171,7 +197,10 @@ class Multimodal(Task):
     if self.mie_steps:
       loss, out, metrics = self._mie_loss(model, batch, rng, step)
     else:
-      out = model(batch["audio"], batch["visual"])
+      if self.agm_shapley:
+        out, aux["grad_terms"] = self.agm_outputs(model, batch["audio"], batch["visual"], labels)
+      else:
+        out = model(batch["audio"], batch["visual"])
       fused = jnp.mean(mml.cross_entropy(out["logits"], labels))
       uni = mml.modality_cross_entropy(out["modality_logits"], labels)
       metrics = {"fused_loss": fused, **{f"{m}_loss": l for m, l in uni.items()}}
