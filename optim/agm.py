@@ -18,9 +18,9 @@ eval-mode "pad" passes contribute too. With `term_grads` {m: those per-path grad
 `agm_shapley` option supplies them, `aux["grad_terms"]`), the update is exactly that:
 `g + sum_m (coeff_m - 1) * g_m`. Without `term_grads`, the older approximation: modality m's
 parameter group is scaled by coeff_m and the rest (the fusion layer) is left as it is.
-Then, as the code's step: if an entry of a `clip_kernels` gradient (the fusion layer's weight) leaves
-[-1, 1], all gradients are scaled by `min(1, 1 / (global_norm + 1e-6))` (torch clip_grad_norm_ to 1);
-`clip_kernels=None` turns this off.
+Then, as the code's step: if an entry of a `clip_kernels` gradient (the fusion layer's weight)
+leaves [-1, 1], all gradients are scaled by `min(1, 1 / (global_norm + 1e-6))` (torch
+clip_grad_norm_ to 1); `clip_kernels=None` turns this off.
 Modulation is active while `start_step <= step < end_step` (the running scores are updated on every
 step); the clipping is applied on every step, as the code.
 """

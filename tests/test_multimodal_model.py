@@ -296,13 +296,15 @@ def test_gelu_resnet_matches_official_amss_backbone():
                              np.transpose(z["stem/output"], (0, 2, 3, 1)), rtol=1e-4, atol=1e-5)
   for name, (cin, cout, stride) in {"block0": (8, 8, 1), "block1": (8, 16, 2)}.items():
     params, stats = {}, {}
-    for ours, theirs in (("conv1", "conv1"), ("conv2", "conv2"), ("downsample_conv", "downsample.0")):
+    for ours, theirs in (("conv1", "conv1"), ("conv2", "conv2"),
+                         ("downsample_conv", "downsample.0")):
       if f"{name}/{theirs}.weight" in z:
         params[ours] = conv(f"{name}/{theirs}.weight")
     for ours, theirs in (("bn1", "bn1"), ("bn2", "bn2"), ("downsample_bn", "downsample.1")):
       if f"{name}/{theirs}.weight" in z:
         params[ours], stats[ours] = bn(f"{name}/{theirs}")
-    block = build(lambda: resnet.BasicBlock(cin, cout, stride, rngs=nnx.Rngs(0), **kw), params, stats)
+    block = build(lambda: resnet.BasicBlock(cin, cout, stride, rngs=nnx.Rngs(0), **kw), params,
+                  stats)
     x = np.transpose(z[f"{name}/input"], (0, 2, 3, 1))
     np.testing.assert_allclose(np.asarray(block(jnp.asarray(x))),
                                np.transpose(z[f"{name}/output"], (0, 2, 3, 1)), rtol=1e-4,
@@ -318,7 +320,8 @@ def test_recipes_follow_official_scripts(method):
   c = config_lib.load(f"configs/multimodal/{method}.py:cremad,concat")
   spe = 6698 // c.batch_size
   # no transform: the base chain's decay alone, on a BatchNorm scale with a zero gradient
-  o = ml_collections.ConfigDict({k: v for k, v in c.optimizer.items() if k not in c.optimizer.transforms})
+  o = ml_collections.ConfigDict({k: v for k, v in c.optimizer.items()
+                                 if k not in c.optimizer.transforms})
   o.transforms = ()
   tx = chain.build_chain(o, c.total_steps)
   params = {"audio_encoder": {"bn1": {"scale": jnp.ones(3)}}}

@@ -113,7 +113,8 @@ def test_official_step_matches_fixture():
                  "visual": ("video_encoder.1", "cls_v.0", "cls_v.2", "cls_v.3")}
 
   def layer(name):
-    return {"kernel": jnp.asarray(z[f"w/{name}.weight"].T), "bias": jnp.asarray(z[f"w/{name}.bias"])}
+    return {"kernel": jnp.asarray(z[f"w/{name}.weight"].T),
+            "bias": jnp.asarray(z[f"w/{name}.bias"])}
   params = {f"{m}_encoder": {"fc": layer(n[0])} for m, n in torch_names.items()}
   params |= {f"{m}_head": {"layers": {str(i): layer(n[i + 1]) for i in range(3)}}
              for m, n in torch_names.items()}
