@@ -26,9 +26,8 @@ step); the clipping is applied on every step, as the code.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import re
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

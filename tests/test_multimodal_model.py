@@ -166,7 +166,12 @@ def test_mie_loss_trains_only_the_stage_modality():
   g0, g3 = grads(0), grads(3)
   assert g0["audio_head"] > 0 and g0["visual_head"] == 0 and g0["fusion"] == 0
   assert g3["visual_head"] > 0 and g3["audio_head"] == 0
+  stats = lambda enc: [np.asarray(x) for x in jax.tree.leaves(nnx.state(enc, nnx.BatchStat))]
+  idle, trained = stats(m.visual_encoder), stats(m.audio_encoder)
   _, aux = task.loss(m, batch, jax.random.key(0), None, jnp.int32(0))
+  for a, b in zip(stats(m.visual_encoder), idle):  # the idle branch's statistics stay (official)
+    np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, b) for a, b in zip(stats(m.audio_encoder), trained))
   assert set(aux["tx_args"]["mie_inputs"]) == {f"{h}_head/layers/{i}/kernel"
                                                for h in ("audio", "visual") for i in (0, 1)}
 

@@ -160,10 +160,19 @@ class Multimodal(Task):
     labels = batch["label"]
     audio, perm, lam = mml.mixup(rng, batch["audio"], self.mie_alpha)
     visual = (lam * batch["visual"] + (1 - lam) * batch["visual"][perm]).astype(batch["visual"].dtype)
+    cur = mie_lib.modality_index(step, self.mie_steps, len(MODALITIES))
+    # Officially only the current modality's branch runs: the idle encoder's batch statistics stay.
+    encoders = [getattr(model, f"{m}_encoder") for m in MODALITIES]
+    before = [nnx.to_pure_dict(nnx.state(e, nnx.BatchStat)) for e in encoders]
     out = model(audio, visual)
+    for i, (enc, old) in enumerate(zip(encoders, before)):
+      state = nnx.state(enc, nnx.BatchStat)
+      kept = jax.tree_util.tree_map(lambda a, b: jnp.where(cur == i, a, b),
+                                    nnx.to_pure_dict(state), old)
+      nnx.replace_by_pure_dict(state, kept)
+      nnx.update(enc, state)
     per = {m: mml.mie_loss(out["modality_logits"][m], labels, perm, lam, self.mie_flat)
            for m in MODALITIES}
-    cur = mie_lib.modality_index(step, self.mie_steps, len(MODALITIES))
     loss = jnp.where(cur == 0, per["audio"], per["visual"])
     metrics = {"stage_modality": cur.astype(jnp.float32),
                **{f"{m}_loss": per[m] for m in MODALITIES}}
