@@ -29,3 +29,11 @@ def mixup(rng: jax.Array, x: jax.Array, alpha: float = 1.0):
 def mixup_cross_entropy(logits: jax.Array, labels: jax.Array, perm: jax.Array, lam) -> jax.Array:
   """[B] lam CE(logits, y) + (1 - lam) CE(logits, y[perm])."""
   return lam * cross_entropy(logits, labels) + (1 - lam) * cross_entropy(logits, labels[perm])
+
+
+def mie_loss(logits: jax.Array, labels: jax.Array, perm: jax.Array, lam, flat_ratio) -> jax.Array:
+  """MIE/IGM step loss (njustkmg/IJCAI25-IGM train_CREMA.py), batch mean:
+  `(1 - r) * mean(lam CE(o, y) + (1 - lam) CE(o, y[perm])) + r * mean CE(o, y)` with o the logits of
+  the mixed input; the second ("flat") term uses the unmixed labels."""
+  mixed = jnp.mean(mixup_cross_entropy(logits, labels, perm, lam))
+  return (1 - flat_ratio) * mixed + flat_ratio * jnp.mean(cross_entropy(logits, labels))

@@ -14,6 +14,8 @@ Per-modality logits ("modality_logits", what OGM-GE/AMSS/AGM/MMPareto read): sum
 per-modality heads `audio_head`, `visual_head` (MIE's Linear(D,256)-ReLU-Linear(256,64)-Linear(64,C)
 with `head_hidden=(256, 64)`, a single Linear with `head_hidden=()`).
 
+`activation`: the encoders' ("relu"; "gelu" for AMSS's ResNet-18, njustkmg/TPAMI-AMSS backbone.py).
+
 Module names `audio_encoder`, `visual_encoder`, `fusion`, `audio_head`, `visual_head` are what config
 param_groups regexes match.
 """
@@ -29,6 +31,12 @@ from models.resnet import ResNet
 
 FUSIONS = ("sum", "concat", "film", "gated")
 MODALITIES = ("audio", "visual")
+# The model's parameter groups (path regexes) that the balancing transforms act on: each modality's
+# encoder, or its encoder and its own head (MIE); and the kernels AMSS masks: the residual blocks'
+# convs of each encoder (the official `'layer' in name and 'conv' in name`: no stem, no downsample).
+PARAM_GROUPS = {m: f"{m}_encoder/" for m in MODALITIES}
+HEAD_PARAM_GROUPS = {m: f"{m}_(encoder|head)/" for m in MODALITIES}
+MASKED_KERNELS = r"_encoder/layer\d+/\d+/conv\d+/kernel$"
 
 
 class Fusion(nnx.Module):
@@ -108,11 +116,11 @@ class AudioVisual(nnx.Module):
 
   def __init__(self, *, num_classes: int, fusion: str = "concat", depths=(2, 2, 2, 2),
                width: int = 64, modality_heads: bool = False, head_hidden=(),
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               activation: str = "relu", dtype=jnp.float32, rngs: nnx.Rngs):
     self.audio_encoder = ResNet("basic", tuple(depths), in_channels=1, num_classes=None,
-                                width=width, dtype=dtype, rngs=rngs)
+                                width=width, dtype=dtype, activation=activation, rngs=rngs)
     self.visual_encoder = ResNet("basic", tuple(depths), in_channels=3, num_classes=None,
-                                 width=width, dtype=dtype, rngs=rngs)
+                                 width=width, dtype=dtype, activation=activation, rngs=rngs)
     dim = self.audio_encoder.num_features
     self.fusion = Fusion(fusion, dim, num_classes, dtype=dtype, rngs=rngs)
     self.modality_heads = modality_heads or fusion in ("film", "gated")

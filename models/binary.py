@@ -18,10 +18,13 @@ only on a measure-zero set). The backward is the derivative `g(x)` of a surrogat
   ede          IR-Net EDE (Qin et al. 2020): k t (1 - tanh^2(t x)),
                t = 0.1 * 10^(p * log10(10 / 0.1)), k = max(1/t, 1), p = training progress.
 
-Every estimator is parameterised by the training progress `p` in [0, 1] (the task passes it as
-`progress`); `estimator_param` maps it to o (reste) or t (ede). Binary layers binarise their
-input activations with the chosen estimator and use weights `mean|W| * sign(W)` (one scalar per
-layer, the scale differentiable as in XNOR-Net). First and last layers stay full precision.
+Binary layers and models take the estimator's parameter itself, `param` (o for reste, t for ede,
+unused by the others), so a caller can ask for any o; `estimator_param(estimator, progress, o_end)`
+gives the scheduled value at training progress p in [0, 1] (the task computes p, per epoch as the
+official code or per step). A model called without `param` uses the end-of-training value (o_end;
+the forward is sign(x) whatever the parameter). Binary layers binarise their input activations with
+the chosen estimator and use weights `mean|W| * sign(W)` (one scalar per layer, the scale
+differentiable as in XNOR-Net). First and last layers stay full precision.
 
 Models (CIFAR layouts, any input size, `width` scales the channel counts):
   bnn_resnet20   Bi-Real/IR-Net style ResNet-20: every binary 3x3 conv has its own shortcut,
@@ -146,16 +149,17 @@ class BinaryConv(nnx.Module):
     self.stride, self.pad = stride, k // 2
     self.estimator, self.o_end, self.t = estimator, o_end, t
 
-  def binary_weight(self, progress):
+  def binary_weight(self, param):
+    """`mean|W| * sign(W)`, the sign's backward at the estimator parameter `param` (o or t)."""
     w = self.kernel[...]
-    param = estimator_param(self.estimator, progress, self.o_end)
-    return jnp.mean(jnp.abs(w)) * binarize(self.estimator, w, param, self.t)
+    return jnp.mean(jnp.abs(w)) * binarize(self.estimator, w, jnp.asarray(param, jnp.float32),
+                                           self.t)
 
-  def __call__(self, x, progress):
-    param = estimator_param(self.estimator, progress, self.o_end)
-    xb = binarize(self.estimator, x, param, self.t)
+  def __call__(self, x, param):
+    """Binary conv of binarised `x`; `param`: the estimator's o (reste) or t (ede)."""
+    xb = binarize(self.estimator, x, jnp.asarray(param, jnp.float32), self.t)
     return jax.lax.conv_general_dilated(
-        xb, self.binary_weight(progress), (self.stride, self.stride),
+        xb, self.binary_weight(param), (self.stride, self.stride),
         ((self.pad, self.pad), (self.pad, self.pad)),
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
@@ -172,9 +176,9 @@ class BinaryDense(nnx.Module):
 
   binary_weight = BinaryConv.binary_weight
 
-  def __call__(self, x, progress):
-    param = estimator_param(self.estimator, progress, self.o_end)
-    return binarize(self.estimator, x, param, self.t) @ self.binary_weight(progress)
+  def __call__(self, x, param):
+    xb = binarize(self.estimator, x, jnp.asarray(param, jnp.float32), self.t)
+    return xb @ self.binary_weight(param)
 
 
 def _conv_fp(cin, cout, k, stride, rngs):
@@ -212,10 +216,10 @@ class BiRealBlock(nnx.Module):
     self.conv2 = BinaryConv(cout, cout, 3, 1, rngs=rngs, **bkw)
     self.bn2 = _bn(cout, rngs)
 
-  def __call__(self, x, progress):
+  def __call__(self, x, param):
     short = x if self.down is None else self.down(x)
-    x = nnx.hard_tanh(self.bn1(self.conv1(x, progress)) + short)
-    return nnx.hard_tanh(self.bn2(self.conv2(x, progress)) + x)
+    x = nnx.hard_tanh(self.bn1(self.conv1(x, param)) + short)
+    return nnx.hard_tanh(self.bn2(self.conv2(x, param)) + x)
 
 
 class BiRealResNet(nnx.Module):
@@ -235,10 +239,15 @@ class BiRealResNet(nnx.Module):
     self.blocks = nnx.List(layers)
     self.head = nnx.Linear(cin, num_classes, rngs=rngs)
 
-  def __call__(self, x, progress=1.0):
+  def final_param(self):
+    """The estimator parameter at the end of training (o_end for reste)."""
+    return estimator_param(self.estimator, 1.0, self.o_end)
+
+  def __call__(self, x, param=None):
+    param = self.final_param() if param is None else param
     x = nnx.hard_tanh(self.bn(self.stem(x)))
     for block in self.blocks:
-      x = block(x, progress)
+      x = block(x, param)
     return self.head(jnp.mean(x, axis=(1, 2)))
 
 
@@ -260,10 +269,13 @@ class VGGSmall(nnx.Module):
       side = -(-side // 2)
     self.head = nnx.Linear(4 * width * side * side, num_classes, rngs=rngs)
 
-  def __call__(self, x, progress=1.0):
+  final_param = BiRealResNet.final_param
+
+  def __call__(self, x, param=None):
+    param = self.final_param() if param is None else param
     x = nnx.hard_tanh(self.bns[0](self.conv0(x)))
     for i, conv in enumerate(self.convs):
-      x = conv(x, progress)
+      x = conv(x, param)
       if i % 2 == 0:  # after the 1st, 3rd and 5th binary conv (2nd, 4th, 6th conv overall)
         x = nnx.max_pool(x, (2, 2), (2, 2), padding="SAME")
       x = nnx.hard_tanh(self.bns[i + 1](x))
@@ -290,16 +302,19 @@ def binary_layers(model: nnx.Module) -> dict[tuple, BinaryConv | BinaryDense]:
           if isinstance(m, (BinaryConv, BinaryDense))}
 
 
-def estimating_error(model: nnx.Module, progress) -> jax.Array:
-  """Indicator 1: sum over binary layers of || surrogate(w) - sign(w) ||_2 (weights only)."""
+def estimating_error(model: nnx.Module, param=None) -> jax.Array:
+  """Indicator 1: sum over binary layers of || surrogate(w) - sign(w) ||_2 (weights only), at the
+  estimator parameter `param`; None: each layer's end-of-training value, o_end, as the official
+  `get_fitting_error(model, args.o_end)` (DravenALG/ReSTE utils/tools.py)."""
   total = jnp.zeros([])
   for m in binary_layers(model).values():
     w = m.kernel[...]
-    param = estimator_param(m.estimator, progress, m.o_end)
-    total = total + jnp.linalg.norm((surrogate(m.estimator, w, param, m.t) - sign(w)).ravel())
+    p = estimator_param(m.estimator, 1.0, m.o_end) if param is None else param
+    total = total + jnp.linalg.norm((surrogate(m.estimator, w, p, m.t) - sign(w)).ravel())
   return total
 
 
 def gradient_stability(kernel_grads) -> jax.Array:
-  """Indicator 2: sum over binary layers of Var(|dL/dw|) (lower is more stable)."""
-  return sum(jnp.var(jnp.abs(g)) for g in kernel_grads)
+  """Indicator 2: sum over binary layers of Var(|dL/dw|), the unbiased variance (n - 1, torch.var as
+  the official `get_stability_var`); lower is more stable."""
+  return sum(jnp.var(jnp.abs(g), ddof=1) for g in kernel_grads)

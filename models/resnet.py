@@ -7,6 +7,9 @@ sits on the 3x3 conv of the bottleneck, as torchvision and timm). Inputs are NHW
 
 `model(x)` gives logits (or pooled features when `num_classes=None`); `model.features(x)` gives the
 final feature map [B, H/32, W/32, C] before pooling, for encoders built on top.
+
+`activation`: "relu" (the paper's) or "gelu" (exact, erf form: torch nn.GELU(), the ResNet-18 of AMSS,
+njustkmg/TPAMI-AMSS AMSS/backbone.py, in the stem and every block).
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from models._vision_layers import batch_norm, conv, linear
 
 # torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu").
 _KAIMING_FAN_OUT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+ACTIVATIONS = {"relu": jax.nn.relu, "gelu": lambda x: jax.nn.gelu(x, approximate=False)}
 
 VARIANTS = {  # name: (block, blocks per stage)
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -36,7 +41,8 @@ class BasicBlock(nnx.Module):
   """Two 3x3 convs with identity (or 1x1-conv) shortcut; expansion 1."""
   expansion = 1
 
-  def __init__(self, cin, planes, stride, *, dtype, rngs):
+  def __init__(self, cin, planes, stride, *, dtype, rngs, activation: str = "relu"):
+    self.activation = activation
     self.conv1 = _conv(cin, planes, 3, stride, dtype=dtype, rngs=rngs)
     self.bn1 = batch_norm(planes, dtype=dtype, rngs=rngs)
     self.conv2 = _conv(planes, planes, 3, 1, dtype=dtype, rngs=rngs)
@@ -47,17 +53,19 @@ class BasicBlock(nnx.Module):
       self.downsample_bn = batch_norm(planes, dtype=dtype, rngs=rngs)
 
   def __call__(self, x):
-    y = jax.nn.relu(self.bn1(self.conv1(x)))
+    act = ACTIVATIONS[self.activation]
+    y = act(self.bn1(self.conv1(x)))
     y = self.bn2(self.conv2(y))
     s = self.downsample_bn(self.downsample_conv(x)) if self.has_downsample else x
-    return jax.nn.relu(y + s)
+    return act(y + s)
 
 
 class Bottleneck(nnx.Module):
   """1x1 reduce, 3x3 (strided, v1.5), 1x1 expand (x4), with projection shortcut where shapes change."""
   expansion = 4
 
-  def __init__(self, cin, planes, stride, *, dtype, rngs):
+  def __init__(self, cin, planes, stride, *, dtype, rngs, activation: str = "relu"):
+    self.activation = activation
     cout = planes * self.expansion
     self.conv1 = _conv(cin, planes, 1, 1, dtype=dtype, rngs=rngs)
     self.bn1 = batch_norm(planes, dtype=dtype, rngs=rngs)
@@ -71,11 +79,12 @@ class Bottleneck(nnx.Module):
       self.downsample_bn = batch_norm(cout, dtype=dtype, rngs=rngs)
 
   def __call__(self, x):
-    y = jax.nn.relu(self.bn1(self.conv1(x)))
-    y = jax.nn.relu(self.bn2(self.conv2(y)))
+    act = ACTIVATIONS[self.activation]
+    y = act(self.bn1(self.conv1(x)))
+    y = act(self.bn2(self.conv2(y)))
     y = self.bn3(self.conv3(y))
     s = self.downsample_bn(self.downsample_conv(x)) if self.has_downsample else x
-    return jax.nn.relu(y + s)
+    return act(y + s)
 
 
 def max_pool_3x3_s2(x):
@@ -89,11 +98,16 @@ class ResNet(nnx.Module):
   width: channels of the first stage (64 in the paper); stage i has width * 2^i planes.
   dtype: compute dtype (parameters stay float32).
   remat: rematerialise each block's activations in the backward pass.
+  activation: "relu" or "gelu" (see the module docstring).
   """
 
   def __init__(self, block: str, depths, *, in_channels: int = 3, num_classes: int | None = 1000,
-               width: int = 64, dtype=jnp.float32, remat: bool = False, rngs: nnx.Rngs):
+               width: int = 64, dtype=jnp.float32, remat: bool = False, activation: str = "relu",
+               rngs: nnx.Rngs):
     block_cls = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
+    if activation not in ACTIVATIONS:
+      raise ValueError(f"activation {activation!r} not in {sorted(ACTIVATIONS)}")
+    self.activation = activation
     dtype = jnp.dtype(dtype)  # accepts "bfloat16" from configs
     self.dtype = dtype
     self.remat = remat
@@ -105,7 +119,8 @@ class ResNet(nnx.Module):
       blocks = []
       for j in range(n):
         stride = 2 if (i > 0 and j == 0) else 1
-        blocks.append(block_cls(cin, planes, stride, dtype=dtype, rngs=rngs))
+        blocks.append(block_cls(cin, planes, stride, dtype=dtype, rngs=rngs,
+                                activation=activation))
         cin = planes * block_cls.expansion
       setattr(self, f"layer{i + 1}", nnx.List(blocks))
     self.num_features = cin
@@ -113,7 +128,7 @@ class ResNet(nnx.Module):
 
   def features(self, x):
     """Final feature map [B, H/32, W/32, C] before pooling."""
-    x = jax.nn.relu(self.bn1(self.conv1(x.astype(self.dtype))))
+    x = ACTIVATIONS[self.activation](self.bn1(self.conv1(x.astype(self.dtype))))
     x = max_pool_3x3_s2(x)
     for i in range(4):
       for blk in getattr(self, f"layer{i + 1}"):

@@ -4,7 +4,8 @@ What each transform takes from the task's `tx_args` (besides the trainer's `step
 modality names are the keys of `param_groups` (sorted: audio before visual), each a path regex:
   ogm_ge    modality_logits {m: [B, C]}, labels [B] int32
   amss(+)   modality_logits, labels, and for variant="audio_visual" modality_features {m: [B, D]}
-  agm       modality_logits (AGM's Shapley-style unimodal logits), labels
+  agm       modality_logits (AGM's Shapley-style unimodal logits), labels, and for the exact hooks
+            term_grads {m: gradient through the Shapley logit m} (task: agm_shapley)
   mmpareto  term_grads {m: grads of the unimodal loss L_m} (task: aux["grad_terms"] = {m: L_m})
   sam       nothing more (grad_fn)
   mie       mie_inputs {Dense-kernel path: [d_in] batch-mean layer input} (see optim/mie.py)

@@ -14,10 +14,13 @@ sorted modality names:
   coeff_a = e^{r_v/T} / (e^{r_v/T} + e^{r_a/T}),  coeff_v = e^{r_a/T} / (...)  (computed as written, so
   float32 overflow gives NaN -> 0.5, as in the code); NaN -> 0.5, else clamp to [0.1, 0.9]; if
   `score_m + H_Y + 0.5 <= 0` for either modality both are 0.5.
-Masking, per selected kernel of modality m (4-D, in m's group, path matching `kernels`; the code's
-`'layer' in name and 'conv' in name`, i.e. layer1..layer4 convs, no stem, no downsample), one decision
-per output filter i (last axis of a Flax HWIO kernel). The default `kernels` regex
-`layer\d+/\d+/conv\d` picks `layer1/0/conv1/kernel` but not `layer1/0/downsample_conv/kernel`:
+Masking, per selected kernel of modality m (4-D, in m's group, path matching `kernels`; None: every
+4-D kernel of the group), one decision per output filter i: the last axis of a Flax HWIO kernel
+(`layout="HWIO"`), the first of a PyTorch OIHW one (`layout="OIHW"`); a kernel whose spatial axes in
+the declared layout are implausible (> 11) raises instead of being masked along the wrong axis.
+The code masks `'layer' in name and 'conv' in name`, i.e. the layer1..layer4 block convs, no stem,
+no downsample: the audio-visual model declares that set (models/audiovisual.py `MASKED_KERNELS`,
+`layer\d+/\d+/conv\d+/kernel$` on its ResNet names) and the amss configs pass it:
   gn_i = sum_{h,w,c} g^2,  p_i = gn_i / sum_j gn_j   (uniform when all are zero)
   keep k = ceil(N * coeff_m) filters sampled without replacement with probabilities p
   (Gumbel-top-k, the same law as `torch.multinomial(p, k, replacement=False)`)
@@ -87,6 +90,23 @@ def significance(logits: dict, labels: jax.Array, features: dict | None, names: 
   return jnp.where(degenerate, 0.5, coeff)
 
 
+LAYOUTS = {"HWIO": -1, "OIHW": 0}  # the output-filter axis of a conv kernel
+MAX_KERNEL_SIZE = 11
+
+
+def filter_axis(shape, layout: str, path: str = "") -> int:
+  """The output-filter axis of a 4-D kernel of `shape` in `layout`; raises when the layout's spatial
+  axes are implausible (e.g. an OIHW kernel declared HWIO)."""
+  if layout not in LAYOUTS:
+    raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+  spatial = shape[:2] if layout == "HWIO" else shape[2:]
+  if max(spatial) > MAX_KERNEL_SIZE:
+    other = "OIHW" if layout == "HWIO" else "HWIO"
+    raise ValueError(f"AMSS: kernel {path} of shape {tuple(shape)} is not {layout} (spatial axes "
+                     f"{tuple(spatial)}); pass layout={other!r} if that is its layout")
+  return LAYOUTS[layout] % 4
+
+
 def importance(g: jax.Array) -> jax.Array:
   """p_i = gn_i / sum gn over output filters (last axis); uniform if the gradient is all zero."""
   gn = jnp.sum(jnp.square(g.astype(jnp.float32)).reshape(-1, g.shape[-1]), axis=0)
@@ -117,10 +137,13 @@ def filter_mask(gumbel, g, coeff, plus: bool, bias: float = 0.0) -> jax.Array:
   return jnp.where(kept, value, 0.0)
 
 
-def _amss(param_groups, plus: bool, variant: str, temperature, kernels: str, bias: float):
+def _amss(param_groups, plus: bool, variant: str, temperature, kernels: str | None, bias: float,
+          layout: str):
   if variant not in VARIANTS:
     raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-  pattern = re.compile(kernels)
+  if layout not in LAYOUTS:
+    raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+  pattern = re.compile(kernels) if kernels else None
 
   def init_fn(params):
     del params
@@ -138,13 +161,15 @@ def _amss(param_groups, plus: bool, variant: str, temperature, kernels: str, bia
     flat, treedef = jax.tree_util.tree_flatten_with_path(updates)
     group = treedef.flatten_up_to(mm.labels(updates, param_groups))
     chosen = [i for i, ((p, g), l) in enumerate(zip(flat, group))
-              if g.ndim == 4 and l in names and pattern.search(path_str(p))]
-    noise = mm.split_draw(jax.random.gumbel, rng, [(flat[i][1].shape[-1],) for i in chosen])
+              if g.ndim == 4 and l in names and (pattern is None or pattern.search(path_str(p)))]
+    axes = [filter_axis(flat[i][1].shape, layout, path_str(flat[i][0])) for i in chosen]
+    noise = mm.split_draw(jax.random.gumbel, rng,
+                          [(flat[i][1].shape[a],) for i, a in zip(chosen, axes)])
     out = [g for _, g in flat]
-    for i, z in zip(chosen, noise):
-      g = out[i]
+    for i, a, z in zip(chosen, axes, noise):
+      g = jnp.moveaxis(out[i], a, -1)
       m = filter_mask(z, g, coeff[names.index(group[i])], plus, bias)
-      out[i] = (g.astype(jnp.float32) * m).astype(g.dtype)
+      out[i] = jnp.moveaxis((g.astype(jnp.float32) * m).astype(g.dtype), -1, a)
     return jax.tree_util.tree_unflatten(treedef, out), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -152,15 +177,15 @@ def _amss(param_groups, plus: bool, variant: str, temperature, kernels: str, bia
 
 @optim.register("amss")
 def amss(*, param_groups: dict[str, str], variant: str = "audio_visual",
-         temperature: float | None = None, kernels: str = r"layer\d+/\d+/conv\d"
+         temperature: float | None = None, kernels: str | None = None, layout: str = "HWIO"
          ) -> optax.GradientTransformationExtraArgs:
-  """AMSS: 0/1 masks on the sampled output filters of each modality's layer convs."""
-  return _amss(param_groups, False, variant, temperature, kernels, 0.0)
+  """AMSS: 0/1 masks on the sampled output filters of each modality's selected conv kernels."""
+  return _amss(param_groups, False, variant, temperature, kernels, 0.0, layout)
 
 
 @optim.register("amss_plus")
 def amss_plus(*, param_groups: dict[str, str], variant: str = "audio_visual",
-              temperature: float | None = None, kernels: str = r"layer\d+/\d+/conv\d",
-              bias: float = 0.0) -> optax.GradientTransformationExtraArgs:
+              temperature: float | None = None, kernels: str | None = None, bias: float = 0.0,
+              layout: str = "HWIO") -> optax.GradientTransformationExtraArgs:
   """AMSS+: smoothed inverse-probability masks `1 / (p_i + 1/N + bias)` on the sampled filters."""
-  return _amss(param_groups, True, variant, temperature, kernels, bias)
+  return _amss(param_groups, True, variant, temperature, kernels, bias, layout)

@@ -65,7 +65,7 @@ def schedule(c, total_steps: int) -> optax.Schedule:
     main = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1),
                                        alpha=float(c.get("end_factor", 0.0)))
   elif kind == "step":
-    boundaries = {int(b * total_steps) - warmup: float(c.get("decay_factor", 0.1))
+    boundaries = {round(b * total_steps) - warmup: float(c.get("decay_factor", 0.1))
                   for b in c.get("decay_boundaries", (0.5, 0.75))}
     main = optax.piecewise_constant_schedule(lr, boundaries)
   else:

@@ -9,14 +9,15 @@ in steps of each unimodal stage (the papers' epoch lists times `steps_per_epoch`
 on. `stage(step, stage_steps)` below is what the task uses to pick the modality it trains.
 
 Per step, for the current modality m (its group regex must cover its encoder and its head):
-1. flat-loss mix (paper form): `eps = rho * g_p / ||g_p||` per tensor of m's parameters,
-   `g <- (1 - flat_ratio) * g + flat_ratio * grad_fn(w + eps)` (the gradient of
-   `(1 - flat_ratio) * L(w) + flat_ratio * L(w + eps)`; official rho = 1e-10 for audio-visual, so the
-   flat term is in effect the loss at w). Skipped (one pass) when `flat_ratio == 0`.
-   The official code's flat term is CE with *unmixed* labels on the perturbed head; a task that wants
-   exactly that computes it in its loss and sets `flat_ratio = 0` here.
-2. gradient modification: for every Dense kernel q of m whose shape equals a Dense kernel n of the
-   previous modality (the last such n, as the code's loop), `grad_W <- grad_W @ P_n` (torch layout
+1. flat-loss mix, paper form (off by default): `eps = rho * g_p / ||g_p||` per tensor of m's
+   parameters, `g <- (1 - flat_ratio) * g + flat_ratio * grad_fn(w + eps)` (the gradient of
+   `(1 - flat_ratio) * L(w) + flat_ratio * L(w + eps)`). The official code's flat term is instead CE
+   with *unmixed* labels of the head on the same mixed features, 0.7 / 0.3 with the mixup CE, at
+   rho = 1e-10 (so no perturbation in effect): that is a loss, which the multimodal task computes
+   (`mie_flat_ratio`, losses/multimodal.py `mie_loss`); `flat_ratio = 0` (default) skips this step
+   and its second pass.
+2. gradient modification: for every Dense kernel q of m and every Dense kernel n of the previous
+   modality with q's shape, in order (the code's nested loop), `grad_W <- grad_W @ P_n` (torch layout
    [out, in]; for a Flax kernel [in, out] this is `P_n @ g`, P symmetric), with
        P_n = V diag(exp(-tau * (s - s_min) / (s_max - s_min))) V^T,   V, s = SVD(sum_t xbar_t xbar_t^T)
    where xbar_t is the batch-mean input of layer n. P = I during the first stage (no previous
@@ -35,6 +36,10 @@ Extra args the task must pass through `tx_args` (besides `step`, `rng`, `grad_fn
   (paths as `optim.paths.path_str`, e.g. `"audio_head/fc1/kernel"`), the mean over the batch of that
   Dense layer's input `x` (`jnp.mean(x, axis=0)`), shape `[kernel.shape[0]]`. Entries of modalities not
   trained at this step may be zeros (they are ignored). Every step has the same keys (jit).
+  `input_shapes(params, param_groups)` lists them (`zero_inputs` gives a dict of zeros), and
+  `source_kernels` which previous-modality kernel feeds each projector, so a caller (or a test)
+  needs no knowledge of the state's layout; `with_moments` starts a state from given moments
+  (e.g. a finished stage's), whose projectors are built at the next stage switch.
 """
 from __future__ import annotations
 
@@ -98,18 +103,43 @@ def _kernel_paths(params, param_groups, names):
 
 
 def _sources(kernels, names):
-  """Static map q -> n: the last kernel of the previous modality with q's shape (or None)."""
+  """Static map q -> [n, ...]: every kernel of the previous modality with q's shape, in order."""
   src = {}
   for q, lab, shape in kernels:
     prev = names[(names.index(lab) - 1) % len(names)]
-    match = [n for n, l2, s2 in kernels if l2 == prev and s2 == shape]
-    src[q] = match[-1] if match else None
+    src[q] = [n for n, l2, s2 in kernels if l2 == prev and s2 == shape]
   return src
+
+
+def input_shapes(params, param_groups) -> dict[str, tuple[int]]:
+  """{kernel path: (d_in,)}: the keys and shapes `mie_inputs` must have."""
+  return {q: (s[0],) for q, _, s in _kernel_paths(params, param_groups, sorted(param_groups))}
+
+
+def zero_inputs(params, param_groups) -> dict[str, jax.Array]:
+  """`mie_inputs` of zeros (a step that adds nothing to the moments)."""
+  return {q: jnp.zeros(s, jnp.float32) for q, s in input_shapes(params, param_groups).items()}
+
+
+def source_kernels(params, param_groups) -> dict[str, list[str]]:
+  """{kernel q: the previous modality's kernels n_1, n_2, ... whose projectors q's gradient goes
+  through, in order (empty: none)}."""
+  names = sorted(param_groups)
+  return _sources(_kernel_paths(params, param_groups, names), names)
+
+
+def with_moments(state: MIEState, moments: dict[str, Any]) -> MIEState:
+  """`state` with the given kernels' accumulated moments `sum_t xbar_t xbar_t^T` replaced."""
+  unknown = set(moments) - set(state.moments)
+  if unknown:
+    raise KeyError(f"no MIE kernel {sorted(unknown)}; kernels: {sorted(state.moments)}")
+  new = {q: jnp.asarray(moments.get(q, m), jnp.float32) for q, m in state.moments.items()}
+  return state._replace(moments=new)
 
 
 @optim.register("mie")
 def mie(*, param_groups: dict[str, str], stage_steps, rho: float = 1e-10,
-        flat_ratio: float = 0.3, tau: float = 0.4, collect_steps: int = 0
+        flat_ratio: float = 0.0, tau: float = 0.4, collect_steps: int = 0
         ) -> optax.GradientTransformationExtraArgs:
   """MIE/IGM gradient transform; see the module docstring. Needs `grad_fn`, `step`, `mie_inputs`."""
   steps = parse_steps(stage_steps)
@@ -145,8 +175,11 @@ def mie(*, param_groups: dict[str, str], stage_steps, rho: float = 1e-10,
       moments, proj = dict(st.moments), dict(st.proj)
       for q, lab, _ in kernels:
         starting = names.index(lab) == cur
-        if src[q] is not None:
-          proj[q] = jnp.where(starting, projector(st.moments[src[q]], tau), proj[q])
+        if src[q]:  # torch: grad @ P_n1 @ P_n2 ...; Flax kernel [in, out]: ... P_n2 P_n1 g
+          p = projector(st.moments[src[q][0]], tau)
+          for n in src[q][1:]:
+            p = projector(st.moments[n], tau) @ p
+          proj[q] = jnp.where(starting, p, proj[q])
         moments[q] = jnp.where(starting, 0.0, moments[q])
       return MIEState(moments, proj)
 

@@ -166,7 +166,12 @@ def test_mie_loss_trains_only_the_stage_modality():
   g0, g3 = grads(0), grads(3)
   assert g0["audio_head"] > 0 and g0["visual_head"] == 0 and g0["fusion"] == 0
   assert g3["visual_head"] > 0 and g3["audio_head"] == 0
+  stats = lambda enc: [np.asarray(x) for x in jax.tree.leaves(nnx.state(enc, nnx.BatchStat))]
+  idle, trained = stats(m.visual_encoder), stats(m.audio_encoder)
   _, aux = task.loss(m, batch, jax.random.key(0), None, jnp.int32(0))
+  for a, b in zip(stats(m.visual_encoder), idle):  # the idle branch's statistics stay (official)
+    np.testing.assert_array_equal(a, b)
+  assert any(not np.array_equal(a, b) for a, b in zip(stats(m.audio_encoder), trained))
   assert set(aux["tx_args"]["mie_inputs"]) == {f"{h}_head/layers/{i}/kernel"
                                                for h in ("audio", "visual") for i in (0, 1)}
 
@@ -260,3 +265,81 @@ def test_umt_teacher_features_and_distillation_loss():
   ce = np.mean(_np(mml.cross_entropy(out["logits"], batch["label"])))
   mse = sum(np.mean((_np(out["features"][m]) - _np(want[m])) ** 2) for m in ("audio", "visual"))
   np.testing.assert_allclose(float(loss), ce + 10.0 * mse, rtol=1e-4)
+
+
+def test_gelu_resnet_matches_official_amss_backbone():
+  """activation="gelu": the official AMSS ResNet-18 (njustkmg/TPAMI-AMSS AMSS/backbone.py, nn.GELU)
+  stem and BasicBlocks in eval mode, from tests/fixtures/multimodal/amss_backbone.npz."""
+  import os
+  from models import resnet
+  z = np.load(os.path.join(os.path.dirname(__file__), "fixtures/multimodal/amss_backbone.npz"))
+
+  def bn(prefix):
+    return ({"scale": z[f"{prefix}.weight"], "bias": z[f"{prefix}.bias"]},
+            {"mean": z[f"{prefix}.running_mean"], "var": z[f"{prefix}.running_var"]})
+
+  def conv(name):
+    return {"kernel": np.transpose(z[name], (2, 3, 1, 0))}
+
+  def build(make, params, stats):
+    graphdef = nnx.split(nnx.eval_shape(make))[0]
+    model = nnx.merge(graphdef, jax.tree_util.tree_map(jnp.asarray, _deep(params, stats)))
+    model.eval()
+    return model
+
+  def _deep(a, b):
+    return {k: _deep(a.get(k, {}), b.get(k, {})) if isinstance(a.get(k, b.get(k)), dict)
+            else a.get(k, b.get(k)) for k in set(a) | set(b)}
+
+  kw = dict(dtype=jnp.float32, activation="gelu")
+  (p1, s1) = bn("stem/1")
+  stem = build(lambda: resnet.ResNet("basic", (0, 0, 0, 0), in_channels=1, num_classes=None,
+                                     width=64, rngs=nnx.Rngs(0), **kw),
+               {"conv1": conv("stem/0.weight"), "bn1": p1}, {"bn1": s1})
+  x = np.transpose(z["stem/input"], (0, 2, 3, 1))
+  np.testing.assert_allclose(np.asarray(stem.features(jnp.asarray(x))),
+                             np.transpose(z["stem/output"], (0, 2, 3, 1)), rtol=1e-4, atol=1e-5)
+  for name, (cin, cout, stride) in {"block0": (8, 8, 1), "block1": (8, 16, 2)}.items():
+    params, stats = {}, {}
+    for ours, theirs in (("conv1", "conv1"), ("conv2", "conv2"),
+                         ("downsample_conv", "downsample.0")):
+      if f"{name}/{theirs}.weight" in z:
+        params[ours] = conv(f"{name}/{theirs}.weight")
+    for ours, theirs in (("bn1", "bn1"), ("bn2", "bn2"), ("downsample_bn", "downsample.1")):
+      if f"{name}/{theirs}.weight" in z:
+        params[ours], stats[ours] = bn(f"{name}/{theirs}")
+    block = build(lambda: resnet.BasicBlock(cin, cout, stride, rngs=nnx.Rngs(0), **kw), params,
+                  stats)
+    x = np.transpose(z[f"{name}/input"], (0, 2, 3, 1))
+    np.testing.assert_allclose(np.asarray(block(jnp.asarray(x))),
+                               np.transpose(z[f"{name}/output"], (0, 2, 3, 1)), rtol=1e-4,
+                               atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("method", ["ogm_ge", "amss", "mmpareto", "pmr", "agm", "mie"])
+def test_recipes_follow_official_scripts(method):
+  """Official scripts: SGD(model.parameters(), weight_decay=1e-4), BatchNorm scales and biases
+  included; AMSS StepLR(60) of 80 epochs with GELU encoders; MMPareto lr 2e-3, 50 epochs,
+  StepLR(30), separate unimodal heads (code/MMPareto.py argparse defaults)."""
+  from optim import chain
+  c = config_lib.load(f"configs/multimodal/{method}.py:cremad,concat")
+  spe = 6698 // c.batch_size
+  # no transform: the base chain's decay alone, on a BatchNorm scale with a zero gradient
+  o = ml_collections.ConfigDict({k: v for k, v in c.optimizer.items()
+                                 if k not in c.optimizer.transforms})
+  o.transforms = ()
+  tx = chain.build_chain(o, c.total_steps)
+  params = {"audio_encoder": {"bn1": {"scale": jnp.ones(3)}}}
+  upd, _ = tx.update(jax.tree_util.tree_map(jnp.zeros_like, params), tx.init(params), params)
+  np.testing.assert_allclose(_np(upd["audio_encoder"]["bn1"]["scale"]),
+                             -float(c.optimizer.learning_rate) * 1e-4, rtol=1e-5)
+  lr = chain.schedule(c.optimizer, c.total_steps)
+  want = {"amss": (0.01, 80, 60), "mmpareto": (2e-3, 50, 30), "ogm_ge": (1e-3, 100, 70),
+          "pmr": (1e-3, 100, 70), "agm": (1e-3, 100, 70)}.get(method)
+  if want:
+    base, epochs, step_at = want
+    assert c.total_steps == epochs * spe
+    np.testing.assert_allclose([float(lr(step_at * spe - 1)), float(lr(step_at * spe + 1))],
+                               [base, base * 0.1], rtol=1e-6)
+  assert c.model.activation == ("gelu" if method == "amss" else "relu")
+  assert c.model.modality_heads == (method in ("mmpareto", "mie"))

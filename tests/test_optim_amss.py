@@ -157,7 +157,8 @@ def test_update_masks_layer_convs_per_output_filter(name):
   a_out, v_out, a, v, y = _inputs(3, sa=0.2, sv=3.0, fa=2.0)
   v_out[np.arange(len(y)), y] += 3.0
   ca, cv = np_significance(a_out, v_out, a, v, y, "audio_visual", 0.2)
-  tx = optim.get(name)(param_groups=GROUPS)
+  from models import audiovisual
+  tx = optim.get(name)(param_groups=GROUPS, kernels=audiovisual.MASKED_KERNELS)
   f32 = lambda x: jnp.asarray(x, jnp.float32)
   out = jax.jit(lambda g: tx.update(
       g, tx.init(g), None, modality_logits={"audio": f32(a_out), "visual": f32(v_out)},
@@ -197,3 +198,33 @@ def test_zero_gradients_are_safe():
       rng=jax.random.PRNGKey(0))[0])(grads)
   for leaf in jax.tree_util.tree_leaves(out):
     assert np.all(np.asarray(leaf) == 0)
+
+
+def test_layout_is_checked_and_oihw_masks_the_first_axis():
+  """The same kernels in PyTorch OIHW layout (layout="OIHW") get the same masks, moved to axis 0;
+  declared HWIO, an OIHW kernel raises instead of being masked along its kernel-width axis. With
+  kernels=None every 4-D kernel of the groups is masked (stem and downsample too)."""
+  grads = conv_tree(2)
+  a_out, v_out, a, v, y = _inputs(4, sa=0.2, sv=3.0, fa=2.0)
+  f32 = lambda x: jnp.asarray(x, jnp.float32)
+  kw = dict(modality_logits={"audio": f32(a_out), "visual": f32(v_out)}, labels=jnp.asarray(y),
+            modality_features={"audio": f32(a), "visual": f32(v)}, rng=jax.random.PRNGKey(3))
+  to_oihw = lambda t: jax.tree_util.tree_map(
+      lambda x: jnp.transpose(x, (3, 2, 0, 1)) if x.ndim == 4 else x, t)
+  hwio = optim.get("amss_plus")(param_groups=GROUPS)
+  oihw = optim.get("amss_plus")(param_groups=GROUPS, layout="OIHW")
+  out_h = jax.jit(lambda g: hwio.update(g, hwio.init(g), None, **kw)[0])(grads)
+  out_o = jax.jit(lambda g: oihw.update(g, oihw.init(g), None, **kw)[0])(to_oihw(grads))
+  for (p, x), y_ in zip(jax.tree_util.tree_flatten_with_path(to_oihw(out_h))[0],
+                        jax.tree_util.tree_leaves(out_o)):
+    np.testing.assert_allclose(np.asarray(y_), np.asarray(x), rtol=1e-6,
+                               err_msg=optim.paths.path_str(p))
+  flat_g = jax.tree_util.tree_leaves(grads)
+  changed = [optim.paths.path_str(p) for (p, u), g in
+             zip(jax.tree_util.tree_flatten_with_path(out_h)[0], flat_g)
+             if not np.array_equal(np.asarray(u), np.asarray(g))]
+  assert "audio_encoder/conv1/kernel" in changed and "fusion/fc_out/kernel" not in changed
+  big = {"audio_encoder": {"layer1": {"0": {"conv1": {"kernel": jnp.ones((16, 8, 3, 3))}}}},
+         "visual_encoder": {"layer1": {"0": {"conv1": {"kernel": jnp.ones((16, 8, 3, 3))}}}}}
+  with pytest.raises(ValueError, match="not HWIO"):
+    hwio.update(big, hwio.init(big), None, **kw)

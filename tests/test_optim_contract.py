@@ -9,6 +9,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 import optim
 from ml_pipelines.trainer import sharding
+from models import audiovisual
 GROUPS = {"audio": "^audio_", "visual": "^visual_"}
 B, C = 8, 6
 
@@ -106,7 +107,7 @@ def test_chain_built_from_a_config():
       name="sgd", learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
       param_groups={"audio": "^audio_", "visual": "^visual_"},
       transforms=("ogm_ge", "amss"), ogm_ge={"alpha": 0.8, "variant": "ogm"},
-      amss={"temperature": 0.2}))
+      amss={"temperature": 0.2, "kernels": audiovisual.MASKED_KERNELS}))
   tx = optim.build(c, total_steps=10)
   params = tree(jnp.float32)
   grads = jax.tree_util.tree_map(lambda x: 0.1 * x, params)

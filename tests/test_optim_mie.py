@@ -99,3 +99,75 @@ def test_flat_loss_mix_perturbs_current_modality_per_tensor():
     eps = 0.1 * g / np.linalg.norm(g) if k.startswith("visual") else 0.0
     np.testing.assert_allclose(np.asarray(u), 0.7 * g + 0.3 * 2.0 * (w + eps), rtol=1e-5,
                                atol=1e-6, err_msg=k)
+
+
+def test_official_step_matches_fixture():
+  """One official `train_withP` step (tests/fixtures/multimodal/make_fixtures.py): moments over three
+  audio batches (compute_P_matrix), then a video step with the 0.7 mixup CE + 0.3 unmixed-label CE
+  loss and the gradient modification (both shape-matching audio head layers act on each of the
+  first two video head layers)."""
+  import os
+  from losses import multimodal as mml
+  z = np.load(os.path.join(os.path.dirname(__file__), "fixtures/multimodal/mie.npz"))
+  torch_names = {"audio": ("audio_encoder.1", "cls_a.0", "cls_a.2", "cls_a.3"),
+                 "visual": ("video_encoder.1", "cls_v.0", "cls_v.2", "cls_v.3")}
+
+  def layer(name):
+    return {"kernel": jnp.asarray(z[f"w/{name}.weight"].T),
+            "bias": jnp.asarray(z[f"w/{name}.bias"])}
+  params = {f"{m}_encoder": {"fc": layer(n[0])} for m, n in torch_names.items()}
+  params |= {f"{m}_head": {"layers": {str(i): layer(n[i + 1]) for i in range(3)}}
+             for m, n in torch_names.items()}
+
+  def forward(p, m, x):
+    """Logits and the batch-mean input of every Dense kernel of modality m."""
+    x = x.reshape(x.shape[0], -1)
+    means = {f"{m}_encoder/fc/kernel": x.mean(0)}
+    h = x @ p[f"{m}_encoder"]["fc"]["kernel"] + p[f"{m}_encoder"]["fc"]["bias"]
+    for i in range(3):
+      means[f"{m}_head/layers/{i}/kernel"] = h.mean(0)
+      lay = p[f"{m}_head"]["layers"][str(i)]
+      h = h @ lay["kernel"] + lay["bias"]
+      h = jax.nn.relu(h) if i == 0 else h
+    return h, means
+
+  groups = {"audio": "^audio_", "visual": "^visual_"}
+  tx = optim.get("mie")(param_groups=groups, stage_steps="3,1", tau=0.4)
+  upd = jax.jit(lambda g, s, st, x: tx.update(g, s, params, grad_fn=None, step=st, mie_inputs=x))
+  state = tx.init(params)
+  assert set(mie.input_shapes(params, groups)) == set(mie.zero_inputs(params, groups))
+  assert mie.source_kernels(params, groups)["visual_head/layers/0/kernel"] == [
+      "audio_head/layers/0/kernel", "audio_head/layers/1/kernel"]
+  zero_grads = jax.tree_util.tree_map(jnp.zeros_like, params)
+  for step in range(3):   # the audio stage: its kernels' input moments accumulate
+    _, means = forward(params, "audio", jnp.asarray(z[f"loader{step}/0"]))
+    inputs = mie.zero_inputs(params, groups) | means
+    _, state = upd(zero_grads, state, step, inputs)
+  ours = {"audio_encoder/1": "audio_encoder/fc/kernel", "cls_a/0": "audio_head/layers/0/kernel",
+          "cls_a/2": "audio_head/layers/1/kernel", "cls_a/3": "audio_head/layers/2/kernel"}
+  for theirs, q in ours.items():
+    np.testing.assert_allclose(np.asarray(state.moments[q]), z[f"moment/{theirs}"], rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(mie.projector(state.moments[q], 0.4)), z[f"P/{theirs}"],
+                               atol=2e-5)
+  # with_moments reaches the same state without the three steps
+  direct = mie.with_moments(tx.init(params), {q: z[f"moment/{t}"] for t, q in ours.items()})
+  for q in ours.values():
+    np.testing.assert_allclose(np.asarray(direct.moments[q]), np.asarray(state.moments[q]),
+                               rtol=1e-5, atol=1e-6)
+
+  y = jnp.asarray(np.argmax(z["train/2"], 1))
+  perm, lam = jnp.asarray(z["perm"]), float(z["lam"])
+  x = jnp.asarray(z["train/1"])
+  mixed = lam * x + (1 - lam) * x[perm]
+
+  def loss(p):
+    return mml.mie_loss(forward(p, "visual", mixed)[0], y, perm, lam, 0.3)
+  grads = jax.grad(loss)(params)
+  out, _ = upd(grads, state, 3, mie.zero_inputs(params, groups))
+  for i, name in enumerate(torch_names["visual"]):
+    lay = out["visual_encoder"]["fc"] if i == 0 else out["visual_head"]["layers"][str(i - 1)]
+    np.testing.assert_allclose(np.asarray(lay["kernel"]).T, z[f"grad/{name}.weight"], rtol=1e-4,
+                               atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(np.asarray(lay["bias"]), z[f"grad/{name}.bias"], rtol=1e-4,
+                               atol=1e-6, err_msg=name)

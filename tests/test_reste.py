@@ -100,8 +100,8 @@ def test_binary_conv_forward_and_weight_grad():
       want[0, i, j] = np.einsum("hwc,hwco->o", xp[0, i:i + 3, j:j + 3], wb)
   np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
   # d/dW sum(conv): through the scale mean|W| (sign(W)/n * sum(xcorr with sign W)) and ReSTE's g(W).
-  grads = nnx.grad(lambda m: jnp.sum(m(jnp.asarray(x), 0.5)))(conv)["kernel"][...]
   o = float(binary.reste_o(0.5, 3.0))
+  grads = nnx.grad(lambda m: jnp.sum(m(jnp.asarray(x), o)))(conv)["kernel"][...]
   s = np.zeros_like(w)  # dL/d(w_b) = correlation of the padded binary input with ones
   for i in range(4):
     for j in range(5):
@@ -128,10 +128,11 @@ def test_estimating_error_and_stability():
   o_end = 3.0
   want = sum(np.linalg.norm((np.sign(w) * np.abs(w) ** (1 / o_end) - np.sign(w)).ravel())
              for w in (np.asarray(l.kernel[...], np.float64) for l in layers.values()))
-  np.testing.assert_allclose(binary.estimating_error(m, 1.0), want, rtol=1e-5)
+  np.testing.assert_allclose(binary.estimating_error(m), want, rtol=1e-5)  # default: o_end
+  np.testing.assert_allclose(binary.estimating_error(m, 3.0), want, rtol=1e-5)
   gs = [np.arange(6.0).reshape(2, 3) - 2.5, np.array([1.0, -3.0])]
   np.testing.assert_allclose(binary.gradient_stability([jnp.asarray(g) for g in gs]),
-                             np.var(np.abs(gs[0])) + np.var(np.abs(gs[1])))
+                             np.var(np.abs(gs[0]), ddof=1) + np.var(np.abs(gs[1]), ddof=1))
 
 
 def test_models_register_and_layer_counts():
@@ -171,3 +172,44 @@ def test_bnn_trains_through_trainer(tmp_path):
   # mean of o over steps 0,1 and 2,3 of a 4-step cosine schedule
   want_o = [np.mean([float(binary.reste_o(s / 4, 3.0)) for s in r]) for r in ((0, 1), (2, 3))]
   np.testing.assert_allclose(o_logged, want_o, rtol=1e-5)
+
+
+def test_official_fixture():
+  """DravenALG/ReSTE run on small random inputs (tests/fixtures/bnn/make_fixtures.py): a
+  BinarizeConv2d at o = 2.2 (forward, input and weight gradients), the two indicators
+  (get_stability_var with torch.var's n - 1, get_fitting_error at o_end) and the per-epoch schedule."""
+  from ml_pipelines.tasks import bnn
+  z = np.load(os.path.join(os.path.dirname(__file__), "fixtures/bnn/reste.npz"))
+  nhwc = lambda a: np.transpose(a, (0, 2, 3, 1))
+  hwio = lambda w: np.transpose(w, (2, 3, 1, 0))
+  o = float(z["conv/o"])
+
+  def conv_of(weight):
+    w = hwio(weight)
+    abstract = nnx.eval_shape(lambda: binary.BinaryConv(w.shape[2], w.shape[3], w.shape[0], 1,
+                                                        estimator="reste", o_end=3.0, t=T,
+                                                        rngs=nnx.Rngs(0)))
+    return nnx.merge(nnx.graphdef(abstract), {"kernel": jnp.asarray(w)})
+  conv = conv_of(z["conv/weight"])
+  x, r = jnp.asarray(nhwc(z["conv/input"])), jnp.asarray(nhwc(z["conv/r"]))
+  np.testing.assert_allclose(np.asarray(conv(x, o)), nhwc(z["conv/output"]), rtol=1e-5, atol=1e-5)
+  gx, gm = nnx.jit(nnx.grad(lambda x_, m: jnp.sum(m(x_, o) * r), argnums=(0, 1)))(x, conv)
+  np.testing.assert_allclose(np.asarray(gx), nhwc(z["conv/grad_input"]), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(gm.kernel[...]), hwio(z["conv/grad_weight"]), rtol=1e-4,
+                             atol=1e-5)
+
+  names = ("layer1.conv1.weight", "layer1.conv2.weight")
+  np.testing.assert_allclose(
+      float(binary.gradient_stability([jnp.asarray(hwio(z[f"tiny_grad/{n}"])) for n in names])),
+      float(z["stability_var"]), rtol=1e-5)
+
+  class Two(nnx.Module):
+    def __init__(self):
+      self.a, self.b = (conv_of(z[f"tiny/{n}"]) for n in names)
+  np.testing.assert_allclose(float(binary.estimating_error(Two())), float(z["fitting_error"]),
+                             rtol=1e-5)
+
+  spe, epochs = 3, len(z["schedule_o"])
+  got = binary.estimator_param("reste", bnn.progress(jnp.arange(spe * epochs), spe * epochs, spe),
+                               3.0)
+  np.testing.assert_allclose(np.asarray(got), np.repeat(z["schedule_o"], spe), rtol=1e-6)

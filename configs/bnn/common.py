@@ -1,7 +1,8 @@
 """Shared schedule of the ReSTE configs (Wu et al. ICCV 2023; official DravenALG/ReSTE).
 
 arg "cifar10": the paper's CIFAR-10 recipe -- SGD momentum 0.9, lr 0.1 cosine, weight decay 1e-4,
-batch 256, estimator ReSTE with o_end = 3 and t = 1.5; 400 epochs (our choice of length).
+batch 256, estimator ReSTE with o_end = 3 and t = 1.5, o updated once per epoch (epoch / epochs, as
+the official main.py); 400 epochs (our choice of length; the official README runs 1000).
 arg "digits" (default): the embedded scikit-learn digits (8x8x1), a narrow network, 300 steps --
 trains in a few minutes on a laptop CPU, no download.
 """
@@ -19,7 +20,8 @@ def bnn_config(model: str, arg: str | None, *, cifar_width: int, digits_width: i
   c.seed = 0
   cifar = dataset == "cifar10"
   c.batch_size = 256 if cifar else 64
-  c.total_steps = 400 * CIFAR10_TRAIN // 256 if cifar else 300
+  steps_per_epoch = CIFAR10_TRAIN // c.batch_size  # full batches (officially + a partial one)
+  c.total_steps = 400 * steps_per_epoch if cifar else 300
   c.eval_batch_size = 512 if cifar else 128
   c.log_every = 100 if cifar else 50
   c.eval_every = 5000 if cifar else 150
@@ -33,7 +35,8 @@ def bnn_config(model: str, arg: str | None, *, cifar_width: int, digits_width: i
       width=cifar_width if cifar else digits_width, estimator="reste", o_end=3.0, t=1.5,
       **{k: (v[0] if cifar else v[1]) for k, v in model_kw.items()}))
   c.task = ml_collections.ConfigDict(dict(name="bnn_classification", label_smoothing=0.0,
-                                          indicator_examples=256))
+                                          indicator_examples=256,
+                                          schedule_steps_per_epoch=steps_per_epoch if cifar else 0))
   c.data = ml_collections.ConfigDict(dict(name=dataset, train_split="train",
                                           eval_split="test"))
   c.optimizer = ml_collections.ConfigDict(dict(

@@ -8,13 +8,15 @@ gated. Paper schedules are in epochs; `steps(epochs)` converts with the dataset'
 """
 import ml_collections
 
+from models import audiovisual
+
 DATASETS = {  # name: (data block, classes, train size)
     "demo": (dict(name="av_demo"), 10, 2000),
     "cremad": (dict(name="crema_d", data_dir="data/crema_d"), 6, 6698),
     "kinetics_sounds": (dict(name="kinetics_sounds", data_dir="data/kinetics_sounds"), 31, 15000),
 }
-GROUPS = {"audio": "audio_encoder/", "visual": "visual_encoder/"}
-HEAD_GROUPS = {"audio": "audio_(encoder|head)/", "visual": "visual_(encoder|head)/"}
+GROUPS = audiovisual.PARAM_GROUPS
+HEAD_GROUPS = audiovisual.HEAD_PARAM_GROUPS
 
 
 def parse(arg):
@@ -28,8 +30,9 @@ def parse(arg):
 
 
 def base_config(arg, *, lr: float, epochs: int, batch_size: int = 64, momentum: float = 0.9,
-                weight_decay: float = 1e-4, step_epochs: int | None = None, task=None,
-                transforms=(), modality_heads: bool = False, head_hidden=(),
+                weight_decay: float = 1e-4, weight_decay_mask: str | None = None,
+                step_epochs: int | None = None, task=None, transforms=(),
+                modality_heads: bool = False, head_hidden=(), activation: str = "relu",
                 groups=GROUPS):
   """SGD(lr, momentum, wd) for `epochs`, StepLR(step_epochs, 0.1); the demo runs 10 short epochs
   at lr 0.01 for every method so they compare at equal cost."""
@@ -52,12 +55,13 @@ def base_config(arg, *, lr: float, epochs: int, batch_size: int = 64, momentum: 
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1})
   c.sharding_rules = ()
   model = dict(name="av_small" if demo else "av_resnet18", num_classes=classes, fusion=fusion,
-               modality_heads=modality_heads, head_hidden=tuple(head_hidden))
+               modality_heads=modality_heads, head_hidden=tuple(head_hidden),
+               activation=activation)
   c.model = ml_collections.ConfigDict(model)
   c.task = ml_collections.ConfigDict(dict(name="multimodal", mute_modality="", **(task or {})))
   c.data = ml_collections.ConfigDict(dict(data, train_split="train", eval_split="test"))
   opt = dict(name="sgd", learning_rate=lr, momentum=momentum, weight_decay=weight_decay,
-             weight_decay_mask="kernel$", schedule="constant", warmup_steps=0,
+             weight_decay_mask=weight_decay_mask, schedule="constant", warmup_steps=0,
              param_groups=dict(groups), transforms=tuple(transforms))
   if step_epochs:
     opt.update(schedule="step", decay_boundaries=(step_epochs / epochs,), decay_factor=0.1)

@@ -2,7 +2,8 @@
 alternating unimodal stages with flat-loss mixing and gradient projection (optim/mie.py), per-modality
 heads Linear(512,256)-ReLU-Linear(256,64)-Linear(64,C), mixup Beta(1,1), prediction = mean softmax.
 Official recipe: SGD lr 0.01, momentum 0.9, wd 1e-4, batch 12; stages (epochs) CREMA-D [25, 50] x 6,
-Kinetics-Sounds [25, 50, 25, 50], audio first; rho 1e-10, flat ratio 0.3, tau 0.4. The code's
+Kinetics-Sounds [25, 50, 25, 50], audio first; step loss 0.7 mixup CE + 0.3 CE with the unmixed
+labels (task `mie_flat_ratio`; its SAM rho 1e-10 has no effect and is left out), tau 0.4. The code's
 StepLR(40) restarts with the optimizer at each stage; here the rate is constant.
 
     python -m ml_pipelines.train --config=configs/multimodal/mie.py:demo,concat --workdir=/tmp/mie
@@ -21,6 +22,7 @@ def get_config(arg=None):
   stage_steps = ",".join(str(steps(c, e)) for e in STAGES[dataset])
   c.task.mie_stage_steps = stage_steps
   c.task.mie_mixup_alpha = 1.0
-  c.optimizer.mie = dict(stage_steps=stage_steps, rho=1e-10, flat_ratio=0.3, tau=0.4,
+  c.task.mie_flat_ratio = 0.3
+  c.optimizer.mie = dict(stage_steps=stage_steps, flat_ratio=0.0, tau=0.4,
                          collect_steps=steps(c, 1))
   return c

@@ -1,5 +1,6 @@
 """OGM-GE (Peng et al., CVPR 2022, Eqs. 8-10): on-the-fly gradient modulation + Gaussian noise
-(optim/ogm_ge.py). Official recipe: SGD lr 1e-3, momentum 0.9, wd 1e-4, StepLR(70, 0.1), 100 epochs,
+(optim/ogm_ge.py). Official recipe: SGD lr 1e-3, momentum 0.9, wd 1e-4 on every parameter (BatchNorm
+included, as main.py's `model.parameters()`), StepLR(70, 0.1), 100 epochs,
 batch 64, modulation during epochs 0..50; alpha 0.8 on CREMA-D, 0.1 elsewhere (VGGSound's value).
 
     python -m ml_pipelines.train --config=configs/multimodal/ogm_ge.py:demo,concat \

@@ -1,16 +1,21 @@
 """Binary-network classification with a scheduled sign estimator (ReSTE, Wu et al. ICCV 2023).
 
-The task passes the training progress p = step / total_steps to the model (`model(x, p)`); each
-binary layer maps it to its estimator's parameter (ReSTE: o = 1 + (o_end - 1)(1 - cos(pi/2 p)),
-models/binary.py). The official code updates o once per epoch; we update it every step (the same
-cosine, sampled finer). `train/o` logs the value in use.
+The task computes the estimator's parameter from the training progress p and passes it to the model
+(`model(x, o)`; ReSTE: o = 1 + (o_end - 1)(1 - cos(pi/2 p)), models/binary.py). With
+`schedule_steps_per_epoch` = n > 0, p = epoch / epochs (epoch = floor(step / n), epochs =
+total_steps / n): o changes once per epoch, as the official code (DravenALG/ReSTE main.py
+`ReSTE(epoch)`, `ratio = epoch / args.epochs`); with 0, p = step / total_steps (o changes every step). `train/o`
+logs the value in use.
 
 `evaluate` adds the paper's two indicators (Sec. 4.3) to the usual loss / accuracy:
-  eval/estimating_error    sum over binary layers of ||surrogate(w) - sign(w)||_2 at the current p;
-  eval/gradient_stability  sum over binary layers of Var(|dL/dw|), the gradient of the training loss
-                           (train-mode model) on the first `indicator_examples` training examples.
+  eval/estimating_error    sum over binary layers of ||surrogate(w) - sign(w)||_2 at o_end (as the
+                           official `get_fitting_error(model, args.o_end)`);
+  eval/gradient_stability  sum over binary layers of Var(|dL/dw|) (unbiased, torch.var), the
+                           gradient of the training loss (train-mode model, current o) on the first
+                           `indicator_examples` training examples.
 
-Options (config.task): label_smoothing, indicator_examples (default 256), image_key, label_key.
+Options (config.task): label_smoothing, indicator_examples (default 256), schedule_steps_per_epoch
+(default 0), image_key, label_key.
 """
 from __future__ import annotations
 
@@ -28,20 +33,26 @@ from models import binary
 
 
 
-def progress(step, total_steps: int):
-  """Training progress in [0, 1]."""
-  return jnp.clip(jnp.asarray(step, jnp.float32) / max(int(total_steps), 1), 0.0, 1.0)
+def progress(step, total_steps: int, steps_per_epoch: int = 0):
+  """Training progress in [0, 1]: step / total_steps, or with `steps_per_epoch` > 0 the official
+  per-epoch value epoch / epochs (constant within an epoch)."""
+  step = jnp.asarray(step, jnp.float32)
+  if steps_per_epoch > 0:
+    step = jnp.floor(step / steps_per_epoch) * steps_per_epoch
+  return jnp.clip(step / max(int(total_steps), 1), 0.0, 1.0)
 
 
 @tasks.register("bnn_classification")
 class BnnClassification(Task):
-  OPTIONS = frozenset({"label_smoothing", "indicator_examples", "image_key", "label_key"})
+  OPTIONS = frozenset({"label_smoothing", "indicator_examples", "schedule_steps_per_epoch",
+                       "image_key", "label_key"})
 
   def __init__(self, config):
     super().__init__(config)
     t = config.task
     self.smoothing = float(t.get("label_smoothing", 0.0))
     self.indicator_examples = int(t.get("indicator_examples", 256))
+    self.steps_per_epoch = int(t.get("schedule_steps_per_epoch", 0))
     self.image_key = t.get("image_key", "image")
     self.label_key = t.get("label_key", "label")
     self._indicator_fn = None
@@ -50,11 +61,15 @@ class BnnClassification(Task):
     targets = cls.smooth_labels(labels, logits.shape[-1], self.smoothing)
     return jnp.mean(cls.soft_cross_entropy(logits, targets))
 
+  def estimator_param(self, model, step):
+    """The estimator parameter (o for reste) at `step` under the task's schedule."""
+    p = progress(step, self.config.total_steps, self.steps_per_epoch)
+    return binary.estimator_param(model.estimator, p, model.o_end)
+
   def loss(self, model, batch, rng, extra, step):
-    p = progress(step, self.config.total_steps)
-    logits = model(batch[self.image_key], p)
+    o = self.estimator_param(model, step)
+    logits = model(batch[self.image_key], o)
     labels = batch[self.label_key]
-    o = binary.estimator_param(model.estimator, p, model.o_end)
     return self._ce(logits, labels), {"metrics": {
         "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels), "o": o}}
 
@@ -79,9 +94,11 @@ class BnnClassification(Task):
     graphdef = nnx.graphdef(abstract)
     paths = list(binary.binary_layers(abstract))
 
-    def fn(params, rest, images, labels, p):
+    def fn(params, rest, images, labels, step):
+      o = self.estimator_param(abstract, step)
+
       def loss_fn(prm):
-        return self._ce(nnx.merge(graphdef, prm, rest)(images, p), labels)
+        return self._ce(nnx.merge(graphdef, prm, rest)(images, o), labels)
       grads = jax.grad(loss_fn)(params)
       kernel_grads = []
       for path in paths:
@@ -90,7 +107,7 @@ class BnnClassification(Task):
           g = g[k]
         kernel_grads.append(g)
       model = nnx.merge(graphdef, params, rest)
-      return binary.estimating_error(model, p), binary.gradient_stability(kernel_grads)
+      return binary.estimating_error(model), binary.gradient_stability(kernel_grads)
     return jax.jit(fn)
 
   def evaluate(self, env, state):
@@ -98,8 +115,8 @@ class BnnClassification(Task):
     if self._indicator_fn is None:
       self._indicator_fn = self._build_indicator_fn()
     images, labels = self._indicator_batch(env)
-    p = progress(int(state["step"]), self.config.total_steps)
-    err, stab = self._indicator_fn(state["params"], state["rest"], images, labels, p)
+    err, stab = self._indicator_fn(state["params"], state["rest"], images, labels,
+                                   jnp.asarray(state["step"], jnp.int32))
     out["estimating_error"] = float(err)
     out["gradient_stability"] = float(stab)
     return out

@@ -21,11 +21,22 @@ for MIE) and `grad_terms` for MMPareto. Loss-side methods are options:
   MSE(phi_m, phi_m^teacher)` with the encoder of each modality distilled from the newest checkpoint
   of a unimodal run (same model config, the other modality muted) -- the teachers are frozen and
   run in eval mode; umt_weight 10 as the official code;
+- agm_shapley: AGM (Li et al., ICCV 2023; lihong2303/AGM_ICCV2023 model/CREMAD_net.py GradMod) as
+  the official code trains it: besides the train-mode pass f(a, v), two eval-mode passes with one
+  input zeroed give the Shapley logits `m_a = (f(a, v) - f(0, v) + f(a, 0)) / 2`, `m_v = (f(a, v) -
+  f(a, 0) + f(0, v)) / 2`; the loss is `CE(m_a + m_v)`, the modality logits are m_a, m_v, and
+  `aux["grad_terms"]` names each one's gradient path (`sum(stop_grad(dL/dout) * m_m)`) so that the
+  agm transform can scale it as the code's backward hooks do (optim/agm.py);
 - mute_modality "audio" | "visual": that input is zeroed in training and evaluation, which makes a
   unimodal model of the other modality (the demo's visual-only reference, UMT's teachers);
 - mie_stage_steps "n1,n2,...": MIE/IGM (arXiv 2407.04587) alternating unimodal stages: only the current
-  modality's head CE on mixup inputs (Beta(mie_mixup_alpha)) is trained; prediction is the mean of the
-  heads' softmax outputs. Needs `model.modality_heads=True`.
+  modality m is trained, on mixup inputs (Beta(mie_mixup_alpha)), with the official step loss
+  (njustkmg/IJCAI25-IGM train_CREMA.py) `(1 - r) * mixupCE(o_m, y, y[perm]) + r * CE(o_m, y)`,
+  o_m = cls_m(enc_m(mixed x_m)), r = `mie_flat_ratio` (0.3): the "flat" term is the head on the mixed
+  features against the *unmixed* labels (its SAM perturbation, rho = 1e-10, is invisible and left
+  out). `mie_flat_ratio=0` with the optimizer's `flat_ratio` > 0 is the paper's SAM form instead
+  (optim/mie.py). Prediction is the mean of the heads' softmax outputs. Needs
+  `model.modality_heads=True`.
 
 Batch keys: `audio` [B, F, T, 1], `visual` [B, T, H, W, 3], `label` [B].
 evaluate: `accuracy` (fused), `audio_accuracy`, `visual_accuracy` (argmax of modality_logits), `loss`.
@@ -47,7 +58,8 @@ from optim import paths as paths_lib
 
 OPTIONS = frozenset({"unimodal_loss_weight", "grad_terms", "pmr_alpha", "pmr_momentum",
            "gblending_weights", "gblending_every", "gblending_val_split", "umt_teachers",
-           "umt_weight", "mute_modality", "mie_stage_steps", "mie_mixup_alpha"})
+           "umt_weight", "mute_modality", "mie_stage_steps", "mie_mixup_alpha", "mie_flat_ratio",
+           "agm_shapley"})
 MODALITIES = ("audio", "visual")
 
 
@@ -68,6 +80,9 @@ class Multimodal(Task):
     t = config.task
     self.uni_w = float(t.get("unimodal_loss_weight", 0.0))
     self.grad_terms = bool(t.get("grad_terms", False))
+    self.agm_shapley = bool(t.get("agm_shapley", False))
+    if self.agm_shapley and self.grad_terms:
+      raise ValueError("agm_shapley and grad_terms both name aux['grad_terms']; pick one.")
     self.pmr_alpha = float(t.get("pmr_alpha", 0.0))
     self.pmr_momentum = float(t.get("pmr_momentum", 0.2))
     gw = t.get("gblending_weights", None)
@@ -86,6 +101,7 @@ class Multimodal(Task):
     stages = t.get("mie_stage_steps", "")
     self.mie_steps = mie_lib.parse_steps(stages) if stages else ()
     self.mie_alpha = float(t.get("mie_mixup_alpha", 1.0))
+    self.mie_flat = float(t.get("mie_flat_ratio", 0.3))
     self.num_classes = int(config.model.num_classes)
 
   # --- state -----------------------------------------------------------------------------------
@@ -144,14 +160,39 @@ class Multimodal(Task):
     labels = batch["label"]
     audio, perm, lam = mml.mixup(rng, batch["audio"], self.mie_alpha)
     visual = (lam * batch["visual"] + (1 - lam) * batch["visual"][perm]).astype(batch["visual"].dtype)
-    out = model(audio, visual)
-    per = {m: jnp.mean(mml.mixup_cross_entropy(out["modality_logits"][m], labels, perm, lam))
-           for m in MODALITIES}
     cur = mie_lib.modality_index(step, self.mie_steps, len(MODALITIES))
+    # Officially only the current modality's branch runs: the idle encoder's batch statistics stay.
+    encoders = [getattr(model, f"{m}_encoder") for m in MODALITIES]
+    before = [nnx.to_pure_dict(nnx.state(e, nnx.BatchStat)) for e in encoders]
+    out = model(audio, visual)
+    for i, (enc, old) in enumerate(zip(encoders, before)):
+      state = nnx.state(enc, nnx.BatchStat)
+      kept = jax.tree_util.tree_map(lambda a, b: jnp.where(cur == i, a, b),
+                                    nnx.to_pure_dict(state), old)
+      nnx.replace_by_pure_dict(state, kept)
+      nnx.update(enc, state)
+    per = {m: mml.mie_loss(out["modality_logits"][m], labels, perm, lam, self.mie_flat)
+           for m in MODALITIES}
     loss = jnp.where(cur == 0, per["audio"], per["visual"])
     metrics = {"stage_modality": cur.astype(jnp.float32),
                **{f"{m}_loss": per[m] for m in MODALITIES}}
     return loss, out, metrics
+
+  @staticmethod
+  def agm_outputs(model, audio, visual, labels):
+    """(model outputs with AGM's Shapley logits, grad_terms): see `agm_shapley` above."""
+    out = model(audio, visual)
+    model.eval()  # the code's pad passes: eval mode, batch statistics untouched
+    pad_v = model(audio, jnp.zeros_like(visual))["logits"]   # f(a, 0)
+    pad_a = model(jnp.zeros_like(audio), visual)["logits"]   # f(0, v)
+    model.train()
+    total = out["logits"]
+    per = {"audio": 0.5 * (total - pad_a + pad_v), "visual": 0.5 * (total - pad_v + pad_a)}
+    fused = per["audio"] + per["visual"]
+    delta = jax.lax.stop_gradient(jax.grad(
+        lambda z: jnp.mean(mml.cross_entropy(z, labels)))(fused.astype(jnp.float32)))
+    terms = {m: jnp.sum(delta * per[m].astype(jnp.float32)) for m in MODALITIES}
+    return {**out, "logits": fused, "modality_logits": per}, terms
 
   def _inputs(self, batch):
     if not self.mute:
@@ -165,7 +206,10 @@ class Multimodal(Task):
     if self.mie_steps:
       loss, out, metrics = self._mie_loss(model, batch, rng, step)
     else:
-      out = model(batch["audio"], batch["visual"])
+      if self.agm_shapley:
+        out, aux["grad_terms"] = self.agm_outputs(model, batch["audio"], batch["visual"], labels)
+      else:
+        out = model(batch["audio"], batch["visual"])
       fused = jnp.mean(mml.cross_entropy(out["logits"], labels))
       uni = mml.modality_cross_entropy(out["modality_logits"], labels)
       metrics = {"fused_loss": fused, **{f"{m}_loss": l for m, l in uni.items()}}
