@@ -58,5 +58,5 @@ def test_reid_folders(tmp_path):
 
 def test_missing_records_name_the_command(tmp_path):
   cfg = ml_collections.ConfigDict(dict(data_dir=str(tmp_path / "nope")))
-  with pytest.raises(FileNotFoundError, match="prep_hashing"):
+  with pytest.raises(FileNotFoundError, match=r"ml_pipelines\.prep\.hashing"):
     hashing_data.hashing_records(cfg, "database")

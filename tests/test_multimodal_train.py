@@ -2,9 +2,11 @@
 CREMA-D raw directory prepared to ArrayRecord by `prep_av` (full 257 x 188 spectrograms)."""
 import os
 
+import jax
 import numpy as np
 import pytest
 
+from ml_pipelines import data
 from ml_pipelines.trainer import config as config_lib
 from ml_pipelines.prep import av as prep_av
 from ml_pipelines import train
@@ -17,8 +19,8 @@ DATASETS = ["demo", "cremad"]
 @pytest.fixture(scope="module")
 def cremad_records(tmp_path_factory):
   root = tmp_path_factory.mktemp("crema_d")
-  clips = _fake_crema(root / "raw", n=12)
-  for split, part in (("train", clips[:8]), ("test", clips[8:])):
+  clips = _fake_crema(root / "raw", n=14)
+  for split, part in (("train", clips[:10]), ("test", clips[10:])):
     with open(root / f"{split}.csv", "w") as f:
       f.writelines(f"{c},{c.split('_')[2]}\n" for c in part)
   prep_av.prepare("crema_d", str(root / "raw"), str(root / "records"),
@@ -76,3 +78,86 @@ def test_umt_distils_from_unimodal_teacher_runs(dataset, tmp_path, request):
   np.testing.assert_array_equal(
       np.asarray(result["state"]["extra"]["umt"]["visual"]["params"]["conv1"]["kernel"]),
       visual_run["params"]["visual_encoder"]["conv1"]["kernel"])
+
+
+def test_holdout_rows_are_seeded_disjoint_and_cover_train():
+  from ml_pipelines.data import holdout
+  train_rows, val_rows = holdout.rows(101, 0.1, seed=3)
+  assert len(val_rows) == 10 and not set(train_rows) & set(val_rows)
+  np.testing.assert_array_equal(np.sort(np.concatenate([train_rows, val_rows])), np.arange(101))
+  again = holdout.rows(101, 0.1, seed=3)
+  np.testing.assert_array_equal(again[1], val_rows)
+  assert not np.array_equal(holdout.rows(101, 0.1, seed=4)[1], val_rows)
+
+
+@pytest.mark.slow
+def test_gblending_estimates_on_val_carved_from_train_and_never_reads_test(
+    cremad_records, tmp_path, monkeypatch):
+  """CREMA-D G-Blending: `val` is a seeded part of the training records, the examples trained on
+  are the rest, the weights' held-out losses are those of `val`, and the test split is read only
+  by the evaluation (a guarded record source raises anywhere else)."""
+  from flax import nnx
+  import models
+  from ml_pipelines.data import records
+  from ml_pipelines.tasks import multimodal
+
+  reads, evaluating = [], [False]
+
+  class Guarded(records.RecordSource):
+    def __init__(self, directory, split, prepare_hint=""):
+      super().__init__(directory, split, prepare_hint)
+      self.split = split
+
+    def __getitem__(self, i):
+      if self.split == "test" and not evaluating[0]:
+        raise AssertionError("the test split was read outside the evaluation")
+      reads.append((self.split, id(self), int(i)))
+      return super().__getitem__(i)
+
+  evaluate = multimodal.Multimodal.evaluate
+
+  def guarded_evaluate(self, env, state):
+    evaluating[0] = True
+    try:
+      return evaluate(self, env, state)
+    finally:
+      evaluating[0] = False
+  monkeypatch.setattr(records, "RecordSource", Guarded)
+  monkeypatch.setattr(multimodal.Multimodal, "evaluate", guarded_evaluate)
+
+  c = tiny("gblending", dataset="cremad", data_dir=cremad_records)
+  assert c.task.gblending_val_split == "val" and c.data.val_fraction > 0
+  c.data.val_fraction = 0.2  # 10 records: 8 train, 2 val
+  result = train.train_and_evaluate(c, str(tmp_path))
+  assert any(split == "test" for split, _, _ in reads)  # the evaluation did read it
+
+  train_ds = data.get("crema_d")(c.data, "train")
+  val_ds = data.get("crema_d")(c.data, "val")
+  train_rows, val_rows = set(train_ds.source.rows), set(val_ds.source.rows)
+  assert len(train_rows) == 8 and len(val_rows) == 2 and not train_rows & val_rows
+  np.testing.assert_array_equal(data.get("crema_d")(c.data, "val").source.rows,
+                                sorted(val_rows))  # deterministic in val_seed
+  # the record instances the trainer opened: training reads stay in the training rows
+  by_instance = {}
+  for split, inst, i in reads:
+    by_instance.setdefault(inst, set()).add(i)
+  opened = [rows for rows in by_instance.values() if rows & val_rows]
+  assert opened and all(rows <= val_rows for rows in opened)  # the val source reads only val rows
+  assert any(rows == train_rows for rows in by_instance.values())
+
+  # the stored held-out losses are the heads' mean CE over the val rows with the final weights
+  state = result["state"]
+  model = models.build(c.model, seed=c.seed)
+  model.eval()
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  nnx.replace_by_pure_dict(params, jax.tree_util.tree_map(np.asarray, state["params"]))
+  nnx.replace_by_pure_dict(rest, jax.tree_util.tree_map(np.asarray, state["rest"]))
+  model = nnx.merge(graphdef, params, rest)
+  task = multimodal.Multimodal(c)
+  for split, ds in (("val", val_ds), ("train", train_ds)):
+    batch = {k: np.stack([ds.eval_preprocess(ds.source[i])[k] for i in range(len(ds.source))])
+             for k in ("audio", "visual", "label")}
+    out = task.head_losses(model, batch)
+    want = [float(np.mean(out[f"{k}_ce"])) for k in ("audio", "visual", "fused")]
+    np.testing.assert_allclose(np.asarray(state["extra"]["gblend"][split]), want, rtol=1e-4,
+                               atol=1e-5, err_msg=split)
