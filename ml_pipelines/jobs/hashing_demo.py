@@ -33,7 +33,6 @@ def main(argv=None) -> None:
   for method in args.methods.split(","):
     config = config_lib.load(os.path.join(root, f"{method}.py") + f":digits,{args.bits}")
     workdir = os.path.join(args.workdir, f"{method}_{args.bits}")
-    config.task.plot_dir = workdir
     start = time.time()
     out = train.train_and_evaluate(config, workdir)
     rows.append((method, out["eval/mAP"], out["eval/precision@r2"], out["eval/recall@r2"],
