@@ -18,6 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 import models
@@ -47,7 +48,7 @@ class BnnClassification(Task):
     self._indicator_fn = None
 
   def _ce(self, logits, labels):
-    targets = cls.smooth_labels(labels, logits.shape[-1], self.smoothing)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), self.smoothing)
     return jnp.mean(cls.soft_cross_entropy(logits, targets))
 
   def loss(self, model, batch, rng, extra, step):
@@ -61,7 +62,7 @@ class BnnClassification(Task):
   def eval_metrics(self, model, batch):
     logits = model(batch[self.image_key])
     labels = batch[self.label_key]
-    loss = cls.soft_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
+    loss = cls.cross_entropy(logits, labels)
     return {"loss": loss, "accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
 
   def _indicator_batch(self, env):
