@@ -76,3 +76,53 @@ def drop_path(rate: float, ndim: int, *, rngs: nnx.Rngs) -> nnx.Dropout:
 def gelu(x):
   """Exact (erf) GELU, as torch.nn.GELU()."""
   return jax.nn.gelu(x, approximate=False)
+
+
+class Mlp(nnx.Module):
+  """Transformer MLP (timm `Mlp`): fc1 (dim -> hidden), exact GELU, fc2 (hidden -> dim)."""
+
+  def __init__(self, dim, hidden, *, dtype, rngs):
+    self.fc1 = linear(dim, hidden, init="trunc", dtype=dtype, rngs=rngs)
+    self.fc2 = linear(hidden, dim, init="trunc", dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    return self.fc2(gelu(self.fc1(x)))
+
+
+class Attention(nnx.Module):
+  """Multi-head self-attention over the tokens of [B, N, C] (timm `Attention`: qkv, proj)."""
+
+  def __init__(self, dim, num_heads, *, dtype, rngs):
+    self.num_heads = num_heads
+    self.qkv = linear(dim, 3 * dim, init="trunc", dtype=dtype, rngs=rngs)
+    self.proj = linear(dim, dim, init="trunc", dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    b, n, c = x.shape
+    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
+    out = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
+    return self.proj(out.reshape(b, n, c))
+
+
+def run_block(block, x, remat: bool):
+  """`block(x)`, rematerialised in the backward pass when `remat`."""
+  return nnx.remat(lambda b, h: b(h))(block, x) if remat else block(x)
+
+
+def run_stages(stages, x, remat: bool):
+  """Each stage's `blocks` in order, then its `downsample` when it has one."""
+  for stage in stages:
+    for block in stage.blocks:
+      x = run_block(block, x, remat)
+    if stage.downsample is not None:
+      x = stage.downsample(x)
+  return x
+
+
+class PooledClassifier(nnx.Module):
+  """`model(x)`: global average pool of `norm(features(x))`, then `head` (the pooled features when
+  `head` is None). Subclasses define `features`, `norm` and `head`."""
+
+  def __call__(self, x):
+    x = jnp.mean(self.norm(self.features(x)), axis=(1, 2))
+    return self.head(x) if self.head is not None else x

@@ -14,9 +14,9 @@ in the task's `extra` state, so they are checkpointed and a resumed run continue
 
 Evaluation (query split against the database codes V): mAP@K (K = `topk`, all when None),
 precision / recall within Hamming radius 2, buckets a multi-index probes per query at radius 2, and
-the precision-recall curve saved as `pr_curve_<step>.png` in the run's workdir (`env.workdir`). The
-workdir also gets `codes/database.npz` (the database codes V, labels) and `codes/queries.npz` (the query split's
-codes sign(F(x)), labels) of the newest evaluation: the input of
+the precision-recall curve saved as `pr_curve_<step>.png` in the run's workdir (`env.workdir`).
+The workdir also gets `codes/database.npz` (the database codes V, labels) and `codes/queries.npz`
+(the query split's codes sign(F(x)), labels) of the newest evaluation: the input of
 `python -m ml_pipelines.search.hash_index build / query`.
 
 Per method (`config.task.name`):
