@@ -14,7 +14,6 @@ Options (config.task): label_smoothing, indicator_examples (default 256), image_
 """
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +23,7 @@ from flax import nnx
 import models
 from losses import classification as cls
 from ml_pipelines import tasks
-from ml_pipelines.tasks.base import Task
+from ml_pipelines.tasks.classification import Classification
 from models import binary
 
 
@@ -35,16 +34,13 @@ def progress(step, total_steps: int):
 
 
 @tasks.register("bnn_classification")
-class BnnClassification(Task):
+class BnnClassification(Classification):
+  """Classification's options (no mixing) and `eval_metrics`; the model also takes p."""
   OPTIONS = frozenset({"label_smoothing", "indicator_examples", "image_key", "label_key"})
 
   def __init__(self, config):
     super().__init__(config)
-    t = config.task
-    self.smoothing = float(t.get("label_smoothing", 0.0))
-    self.indicator_examples = int(t.get("indicator_examples", 256))
-    self.image_key = t.get("image_key", "image")
-    self.label_key = t.get("label_key", "label")
+    self.indicator_examples = int(config.task.get("indicator_examples", 256))
     self._indicator_fn = None
 
   def _ce(self, logits, labels):
@@ -58,12 +54,6 @@ class BnnClassification(Task):
     o = binary.estimator_param(model.estimator, p, model.o_end)
     return self._ce(logits, labels), {"metrics": {
         "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels), "o": o}}
-
-  def eval_metrics(self, model, batch):
-    logits = model(batch[self.image_key])
-    labels = batch[self.label_key]
-    loss = cls.cross_entropy(logits, labels)
-    return {"loss": loss, "accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
 
   def _indicator_batch(self, env):
     ds = env.dataset(self.config.data.train_split)
