@@ -126,3 +126,17 @@ class PooledClassifier(nnx.Module):
   def __call__(self, x):
     x = jnp.mean(self.norm(self.features(x)), axis=(1, 2))
     return self.head(x) if self.head is not None else x
+
+
+def register_variants(cls, variants) -> None:
+  """Registers each `name: {constructor argument: value}` of `variants` as the model `name`:
+  `models.build(name, **kw)` is `cls(**{**preset, **kw})`."""
+  import models
+
+  def variant(name, preset):
+    def build(*, rngs: nnx.Rngs, **kw):
+      return cls(**{**preset, **kw}, rngs=rngs)
+    build.__doc__ = f"{name}: {cls.__name__}({', '.join(f'{k}={v}' for k, v in preset.items())})."
+    return build
+  for name, preset in variants.items():
+    models.register(name, variant(name, dict(preset)))

@@ -18,14 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-import models
 from models._vision_layers import (Attention, Mlp, PooledClassifier, batch_norm, conv, drop_path,
-                                   gelu, layer_norm, linear, run_stages)
+                                   gelu, layer_norm, linear, register_variants, run_stages)
 
-VARIANTS = {  # name: (embed_dim, depths, num_heads); official dilateformer_{tiny,small,base}
-    "dilateformer_tiny": (72, (2, 2, 6, 2), (3, 6, 12, 24)),
-    "dilateformer_small": (72, (3, 5, 8, 3), (3, 6, 12, 24)),
-    "dilateformer_base": (96, (4, 8, 10, 3), (3, 6, 12, 24)),
+VARIANTS = {  # official dilateformer_{tiny,small,base}
+    "dilateformer_tiny": dict(embed_dim=72, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    "dilateformer_small": dict(embed_dim=72, depths=(3, 5, 8, 3), num_heads=(3, 6, 12, 24)),
+    "dilateformer_base": dict(embed_dim=96, depths=(4, 8, 10, 3), num_heads=(3, 6, 12, 24)),
 }
 
 
@@ -180,15 +179,4 @@ class DilateFormer(PooledClassifier):
     return run_stages(self.stages, self.patch_embed(x.astype(self.dtype)), self.remat)
 
 
-def _factory(name):
-  embed_dim, depths, heads = VARIANTS[name]
-
-  def build(*, rngs: nnx.Rngs, **kw) -> DilateFormer:
-    kw = {"embed_dim": embed_dim, "depths": depths, "num_heads": heads, **kw}
-    return DilateFormer(rngs=rngs, **kw)
-  build.__doc__ = f"{name}: DilateFormer embed {embed_dim}, depths {depths}, heads {heads}."
-  return build
-
-
-for _name in VARIANTS:
-  models.register(_name, _factory(_name))
+register_variants(DilateFormer, VARIANTS)

@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-import models
 from models._vision_layers import (PooledClassifier, batch_norm, conv, drop_path, gelu, layer_norm,
-                                   linear, run_stages, trunc_normal_init)
+                                   linear, register_variants, run_stages, trunc_normal_init)
 
-VARIANTS = {"pslt_tiny": 24, "pslt": 36, "pslt_large": 48}  # embed_dim; official PSLT_{tiny,,large}
+VARIANTS = {name: dict(embed_dim=d) for name, d in  # official PSLT_{tiny,,large}
+            (("pslt_tiny", 24), ("pslt", 36), ("pslt_large", 48))}
 
 
 @functools.lru_cache(maxsize=None)
@@ -302,14 +302,4 @@ class PSLT(PooledClassifier):
     return run_stages(self.layers, x, self.remat)
 
 
-def _factory(name):
-  embed_dim = VARIANTS[name]
-
-  def build(*, rngs: nnx.Rngs, **kw) -> PSLT:
-    return PSLT(**{"embed_dim": embed_dim, **kw}, rngs=rngs)
-  build.__doc__ = f"{name}: PSLT with embed_dim {embed_dim}, conv depths (3, 3), ladder depths (10, 3)."
-  return build
-
-
-for _name in VARIANTS:
-  models.register(_name, _factory(_name))
+register_variants(PSLT, VARIANTS)

@@ -13,13 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-import models
-from models._vision_layers import (Attention, Mlp, conv, drop_path, layer_norm, linear, run_block,
-                                   trunc_normal_init)
+from models._vision_layers import (Attention, Mlp, conv, drop_path, layer_norm, linear,
+                                   register_variants, run_block, trunc_normal_init)
 
-VARIANTS = {  # name: (embed_dim, depth, num_heads)
-    "vit_b16": (768, 12, 12),
-    "vit_l16": (1024, 24, 16),
+VARIANTS = {  # patch 16
+    "vit_b16": dict(embed_dim=768, depth=12, num_heads=12),
+    "vit_l16": dict(embed_dim=1024, depth=24, num_heads=16),
 }
 
 
@@ -86,14 +85,4 @@ class ViT(nnx.Module):
     return self.head(t[:, 0]) if self.head is not None else t[:, 0]
 
 
-def _factory(name):
-  dim, depth, heads = VARIANTS[name]
-
-  def build(*, rngs: nnx.Rngs, **kw) -> ViT:
-    return ViT(**{"embed_dim": dim, "depth": depth, "num_heads": heads, **kw}, rngs=rngs)
-  build.__doc__ = f"{name}: ViT, width {dim}, depth {depth}, {heads} heads, patch 16."
-  return build
-
-
-for _name in VARIANTS:
-  models.register(_name, _factory(_name))
+register_variants(ViT, VARIANTS)
