@@ -1,7 +1,9 @@
 """Layers shared by the vision backbones (ResNet, ViT, DilateFormer, PSLT).
 
 PyTorch-default initialisers, so a freshly built model matches its official counterpart's
-statistics, and stochastic depth (Huang et al. 2016, "Deep Networks with Stochastic Depth").
+statistics, stochastic depth (Huang et al. 2016, "Deep Networks with Stochastic Depth"), the
+transformer MLP and token attention (timm names), the stage loop with optional rematerialisation,
+the pooled classification head, and the registration of named variants.
 """
 from __future__ import annotations
 
