@@ -1,8 +1,10 @@
 """Classification losses and batch-level label mixing (pure functions).
 
-- Softmax cross-entropy with label smoothing (Szegedy et al. 2016, Sec. 7):
-  q = (1 - eps) * onehot(y) + eps / C,  L = -sum_c q_c log softmax(z)_c.
-- Mixup (Zhang et al. 2018, Eq. 1): x~ = lam x_i + (1 - lam) x_j, y~ likewise, lam ~ Beta(a, a).
+- Softmax cross-entropy, in float32 whatever the logits' dtype: `optax.softmax_cross_entropy`
+  (soft targets) and `optax.softmax_cross_entropy_with_integer_labels` (labels). Label smoothing
+  (Szegedy et al. 2016, Sec. 7, q = (1 - eps) onehot(y) + eps / C) is `optax.smooth_labels`.
+- Mixup (Zhang et al. 2018, Eq. 1): x~ = lam x_i + (1 - lam) x_j, y~ likewise, lam ~ Beta(a, a);
+  partner j = the batch reversed (timm's convention) or a random permutation (MIE's code).
 - CutMix (Yun et al. 2019, Eq. 1-2): paste a box of area (1 - lam) from x_j; lam is recomputed
   from the pasted area. Partner j is the batch reversed (timm's convention).
 """
@@ -10,16 +12,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
-
-def smooth_labels(labels: jax.Array, num_classes: int, smoothing: float = 0.0) -> jax.Array:
-  onehot = jax.nn.one_hot(labels, num_classes)
-  return onehot * (1.0 - smoothing) + smoothing / num_classes
+import optax
 
 
 def soft_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
-  """Per-example -sum_c targets_c log softmax(logits)_c, computed in float32."""
-  return -jnp.sum(targets * jax.nn.log_softmax(logits.astype(jnp.float32)), axis=-1)
+  """[B] -sum_c targets_c log softmax(logits)_c, computed in float32."""
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """[B] -log softmax(logits)[y], computed in float32."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
 
 
 def mix_targets(targets: jax.Array, lam: jax.Array) -> jax.Array:
@@ -27,10 +30,18 @@ def mix_targets(targets: jax.Array, lam: jax.Array) -> jax.Array:
   return lam * targets + (1.0 - lam) * targets[::-1]
 
 
-def mixup(rng: jax.Array, images: jax.Array, alpha: float) -> tuple[jax.Array, jax.Array]:
-  """Returns (mixed images, lam); mix the targets with `mix_targets(targets, lam)`."""
+def mixup(rng: jax.Array, x: jax.Array, alpha: float, permute: bool = False
+          ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(lam x + (1 - lam) x[partner], lam, partner), lam ~ Beta(alpha, alpha); partner is the batch
+  reversed (mix the targets with `mix_targets(targets, lam)`) or, with `permute`, a random
+  permutation drawn from a second key."""
+  if permute:
+    rng, k_perm = jax.random.split(rng)
+    partner = jax.random.permutation(k_perm, x.shape[0])
+  else:
+    partner = jnp.arange(x.shape[0])[::-1]
   lam = jax.random.beta(rng, alpha, alpha)
-  return lam * images + (1.0 - lam) * images[::-1], lam
+  return (lam * x + (1.0 - lam) * x[partner]).astype(x.dtype), lam, partner
 
 
 def cutmix(rng: jax.Array, images: jax.Array, alpha: float) -> tuple[jax.Array, jax.Array]:

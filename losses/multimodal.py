@@ -1,16 +1,17 @@
 """Cross-entropies of audio-visual training (OGM-GE, Peng et al., CVPR 2022, Eq. 1: CE of the fused
 logits; the unimodal CEs of MMPareto, Wei & Hu, ICML 2024, Eq. 2; mixup, Zhang et al., ICLR 2018,
-Eq. 1, as MIE's unimodal stages use it with Beta(1, 1))."""
+Eq. 1, as MIE's unimodal stages use it with Beta(1, 1) and a random partner, as the official
+njustkmg/IJCAI25-IGM code's torch.randperm). The cross-entropy and mixup are losses/classification's.
+"""
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 
+from losses import classification
+from losses.classification import cross_entropy
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """[B] -log softmax(logits)[y], in float32."""
-  logp = jax.nn.log_softmax(logits.astype(jnp.float32), -1)
-  return -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), -1)[:, 0]
+__all__ = ["cross_entropy", "modality_cross_entropy", "mixup", "mixup_cross_entropy"]
 
 
 def modality_cross_entropy(modality_logits: dict, labels: jax.Array) -> dict:
@@ -19,11 +20,9 @@ def modality_cross_entropy(modality_logits: dict, labels: jax.Array) -> dict:
 
 
 def mixup(rng: jax.Array, x: jax.Array, alpha: float = 1.0):
-  """(lam x + (1 - lam) x[perm], perm, lam), lam ~ Beta(alpha, alpha) (mixup Eq. 1)."""
-  k_lam, k_perm = jax.random.split(rng)
-  lam = jax.random.beta(k_lam, alpha, alpha)
-  perm = jax.random.permutation(k_perm, x.shape[0])
-  return (lam * x + (1 - lam) * x[perm]).astype(x.dtype), perm, lam
+  """(lam x + (1 - lam) x[perm], perm, lam), lam ~ Beta(alpha, alpha), perm a random permutation."""
+  mixed, lam, perm = classification.mixup(rng, x, alpha, permute=True)
+  return mixed, perm, lam
 
 
 def mixup_cross_entropy(logits: jax.Array, labels: jax.Array, perm: jax.Array, lam) -> jax.Array:

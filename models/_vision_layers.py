@@ -1,7 +1,9 @@
 """Layers shared by the vision backbones (ResNet, ViT, DilateFormer, PSLT).
 
 PyTorch-default initialisers, so a freshly built model matches its official counterpart's
-statistics, and stochastic depth (Huang et al. 2016, "Deep Networks with Stochastic Depth").
+statistics, stochastic depth (Huang et al. 2016, "Deep Networks with Stochastic Depth"), the
+transformer MLP and token attention (timm names), the stage loop with optional rematerialisation,
+the pooled classification head, and the registration of named variants.
 """
 from __future__ import annotations
 
@@ -76,3 +78,67 @@ def drop_path(rate: float, ndim: int, *, rngs: nnx.Rngs) -> nnx.Dropout:
 def gelu(x):
   """Exact (erf) GELU, as torch.nn.GELU()."""
   return jax.nn.gelu(x, approximate=False)
+
+
+class Mlp(nnx.Module):
+  """Transformer MLP (timm `Mlp`): fc1 (dim -> hidden), exact GELU, fc2 (hidden -> dim)."""
+
+  def __init__(self, dim, hidden, *, dtype, rngs):
+    self.fc1 = linear(dim, hidden, init="trunc", dtype=dtype, rngs=rngs)
+    self.fc2 = linear(hidden, dim, init="trunc", dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    return self.fc2(gelu(self.fc1(x)))
+
+
+class Attention(nnx.Module):
+  """Multi-head self-attention over the tokens of [B, N, C] (timm `Attention`: qkv, proj)."""
+
+  def __init__(self, dim, num_heads, *, dtype, rngs):
+    self.num_heads = num_heads
+    self.qkv = linear(dim, 3 * dim, init="trunc", dtype=dtype, rngs=rngs)
+    self.proj = linear(dim, dim, init="trunc", dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    b, n, c = x.shape
+    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
+    out = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
+    return self.proj(out.reshape(b, n, c))
+
+
+def run_block(block, x, remat: bool):
+  """`block(x)`, rematerialised in the backward pass when `remat`."""
+  return nnx.remat(lambda b, h: b(h))(block, x) if remat else block(x)
+
+
+def run_stages(stages, x, remat: bool):
+  """Each stage's `blocks` in order, then its `downsample` when it has one."""
+  for stage in stages:
+    for block in stage.blocks:
+      x = run_block(block, x, remat)
+    if stage.downsample is not None:
+      x = stage.downsample(x)
+  return x
+
+
+class PooledClassifier(nnx.Module):
+  """`model(x)`: global average pool of `norm(features(x))`, then `head` (the pooled features when
+  `head` is None). Subclasses define `features`, `norm` and `head`."""
+
+  def __call__(self, x):
+    x = jnp.mean(self.norm(self.features(x)), axis=(1, 2))
+    return self.head(x) if self.head is not None else x
+
+
+def register_variants(cls, variants) -> None:
+  """Registers each `name: {constructor argument: value}` of `variants` as the model `name`:
+  `models.build(name, **kw)` is `cls(**{**preset, **kw})`."""
+  import models
+
+  def variant(name, preset):
+    def build(*, rngs: nnx.Rngs, **kw):
+      return cls(**{**preset, **kw}, rngs=rngs)
+    build.__doc__ = f"{name}: {cls.__name__}({', '.join(f'{k}={v}' for k, v in preset.items())})."
+    return build
+  for name, preset in variants.items():
+    models.register(name, variant(name, dict(preset)))

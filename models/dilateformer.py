@@ -18,13 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-import models
-from models._vision_layers import batch_norm, conv, drop_path, gelu, layer_norm, linear
+from models._vision_layers import (Attention, Mlp, PooledClassifier, batch_norm, conv, drop_path,
+                                   gelu, layer_norm, linear, register_variants, run_stages)
 
-VARIANTS = {  # name: (embed_dim, depths, num_heads); official dilateformer_{tiny,small,base}
-    "dilateformer_tiny": (72, (2, 2, 6, 2), (3, 6, 12, 24)),
-    "dilateformer_small": (72, (3, 5, 8, 3), (3, 6, 12, 24)),
-    "dilateformer_base": (96, (4, 8, 10, 3), (3, 6, 12, 24)),
+VARIANTS = {  # official dilateformer_{tiny,small,base}
+    "dilateformer_tiny": dict(embed_dim=72, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    "dilateformer_small": dict(embed_dim=72, depths=(3, 5, 8, 3), num_heads=(3, 6, 12, 24)),
+    "dilateformer_base": dict(embed_dim=96, depths=(4, 8, 10, 3), num_heads=(3, 6, 12, 24)),
 }
 
 
@@ -80,28 +80,12 @@ class MultiDilateLocalAttention(nnx.Module):
     return self.proj(jnp.concatenate(outs, axis=-1))
 
 
-class GlobalAttention(nnx.Module):
-  """Multi-head self-attention over all H*W tokens (stages 3-4)."""
-
-  def __init__(self, dim, num_heads, *, dtype, rngs):
-    self.num_heads = num_heads
-    self.qkv = linear(dim, 3 * dim, init="trunc", dtype=dtype, rngs=rngs)
-    self.proj = linear(dim, dim, init="trunc", dtype=dtype, rngs=rngs)
+class GlobalAttention(Attention):
+  """Multi-head self-attention over all H*W tokens of a [B, H, W, C] map (stages 3-4)."""
 
   def __call__(self, x):
     b, h, w, c = x.shape
-    qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, c // self.num_heads)
-    out = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
-    return self.proj(out.reshape(b, h, w, c))
-
-
-class Mlp(nnx.Module):
-  def __init__(self, dim, hidden, *, dtype, rngs):
-    self.fc1 = linear(dim, hidden, init="trunc", dtype=dtype, rngs=rngs)
-    self.fc2 = linear(hidden, dim, init="trunc", dtype=dtype, rngs=rngs)
-
-  def __call__(self, x):
-    return self.fc2(gelu(self.fc1(x)))
+    return super().__call__(x.reshape(b, h * w, c)).reshape(b, h, w, c)
 
 
 class Block(nnx.Module):
@@ -161,7 +145,7 @@ class PatchEmbed(nnx.Module):
     return self.proj["9"](x)
 
 
-class DilateFormer(nnx.Module):
+class DilateFormer(PooledClassifier):
   """DilateFormer: stem (stride 4), 4 stages (MSDA, MSDA, global, global), LN, GAP, Linear.
 
   num_classes=None returns pooled features; `features(x)` the final map [B, H/32, W/32, C] (pre-norm).
@@ -192,28 +176,7 @@ class DilateFormer(nnx.Module):
                  if num_classes else None)
 
   def features(self, x):
-    x = self.patch_embed(x.astype(self.dtype))
-    for stage in self.stages:
-      for blk in stage.blocks:
-        x = nnx.remat(lambda b, h: b(h))(blk, x) if self.remat else blk(x)
-      if stage.downsample is not None:
-        x = stage.downsample(x)
-    return x
-
-  def __call__(self, x):
-    x = jnp.mean(self.norm(self.features(x)), axis=(1, 2))
-    return self.head(x) if self.head is not None else x
+    return run_stages(self.stages, self.patch_embed(x.astype(self.dtype)), self.remat)
 
 
-def _factory(name):
-  embed_dim, depths, heads = VARIANTS[name]
-
-  def build(*, rngs: nnx.Rngs, **kw) -> DilateFormer:
-    kw = {"embed_dim": embed_dim, "depths": depths, "num_heads": heads, **kw}
-    return DilateFormer(rngs=rngs, **kw)
-  build.__doc__ = f"{name}: DilateFormer embed {embed_dim}, depths {depths}, heads {heads}."
-  return build
-
-
-for _name in VARIANTS:
-  models.register(_name, _factory(_name))
+register_variants(DilateFormer, VARIANTS)

@@ -22,10 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-import models
-from models._vision_layers import batch_norm, conv, drop_path, gelu, layer_norm, linear, trunc_normal_init
+from models._vision_layers import (PooledClassifier, batch_norm, conv, drop_path, gelu, layer_norm,
+                                   linear, register_variants, run_stages, trunc_normal_init)
 
-VARIANTS = {"pslt_tiny": 24, "pslt": 36, "pslt_large": 48}  # embed_dim; official PSLT_{tiny,,large}
+VARIANTS = {name: dict(embed_dim=d) for name, d in  # official PSLT_{tiny,,large}
+            (("pslt_tiny", 24), ("pslt", 36), ("pslt_large", 48))}
 
 
 @functools.lru_cache(maxsize=None)
@@ -157,14 +158,18 @@ class LadderSABlock(nnx.Module):
 
 
 class ChannelGate(nnx.Module):
-  """Pixel-adaptive fusion gate (ChannelSELayer_SA): X * sigmoid(fc2(relu(fc1(X)))), per token."""
+  """`x * sigmoid(fc2(relu(fc1(s))))`, fc1 halving the width: s = x per token (ChannelSELayer_SA,
+  the pixel-adaptive fusion gate) or, with `squeeze`, the spatial mean of x (ChannelSELayer,
+  squeeze-excitation with reduction 2, on a [B, H, W, C] map)."""
 
-  def __init__(self, dim, *, dtype, rngs):
+  def __init__(self, dim, squeeze: bool = False, *, dtype, rngs):
+    self.squeeze = squeeze
     self.fc1 = linear(dim, dim // 2, init="trunc", dtype=dtype, rngs=rngs)
     self.fc2 = linear(dim // 2, dim, init="trunc", dtype=dtype, rngs=rngs)
 
   def __call__(self, x):
-    return x * jax.nn.sigmoid(self.fc2(jax.nn.relu(self.fc1(x))))
+    s = jnp.mean(x, axis=(1, 2), keepdims=True) if self.squeeze else x
+    return x * jax.nn.sigmoid(self.fc2(jax.nn.relu(self.fc1(s))))
 
 
 class LadderBlock(nnx.Module):
@@ -208,18 +213,6 @@ class Stage(nnx.Module):
     self.downsample = PatchMerging(dim, dtype=dtype, rngs=rngs) if downsample else None
 
 
-class SE(nnx.Module):
-  """Squeeze-excitation (ChannelSELayer, reduction 2) on a [B, H, W, C] map."""
-
-  def __init__(self, dim, *, dtype, rngs):
-    self.fc1 = linear(dim, dim // 2, init="trunc", dtype=dtype, rngs=rngs)
-    self.fc2 = linear(dim // 2, dim, init="trunc", dtype=dtype, rngs=rngs)
-
-  def __call__(self, x):
-    s = jnp.mean(x, axis=(1, 2), keepdims=True)
-    return x * jax.nn.sigmoid(self.fc2(jax.nn.relu(self.fc1(s))))
-
-
 class MV2BlockSE(nnx.Module):
   """MobileNetV2 inverted residual (expansion 4; conv, GELU, BN order) followed by SE."""
 
@@ -233,7 +226,7 @@ class MV2BlockSE(nnx.Module):
         "5": batch_norm(hid, dtype=dtype, rngs=rngs),
         "6": conv(hid, cout, 1, use_bias=False, dtype=dtype, rngs=rngs),
         "7": batch_norm(cout, dtype=dtype, rngs=rngs)})
-    self.se = SE(cout, dtype=dtype, rngs=rngs)
+    self.se = ChannelGate(cout, squeeze=True, dtype=dtype, rngs=rngs)
 
   def __call__(self, x):
     c = self.conv
@@ -261,7 +254,7 @@ class Stem(nnx.Module):
     return x
 
 
-class PSLT(nnx.Module):
+class PSLT(PooledClassifier):
   """PSLT: stem (stride 2), MV2-SE stages (conv_depths), ladder stages (depths), LN, GAP, Linear.
 
   img_size fixes the ladder stages' window partition and shift masks (as the official model).
@@ -306,26 +299,7 @@ class PSLT(nnx.Module):
     x = self.patch_embed(x.astype(self.dtype))
     for layer in self.conv_layers:
       x = layer(x)
-    for stage in self.layers:
-      for blk in stage.blocks:
-        x = nnx.remat(lambda b, h: b(h))(blk, x) if self.remat else blk(x)
-      if stage.downsample is not None:
-        x = stage.downsample(x)
-    return x
-
-  def __call__(self, x):
-    x = jnp.mean(self.norm(self.features(x)), axis=(1, 2))
-    return self.head(x) if self.head is not None else x
+    return run_stages(self.layers, x, self.remat)
 
 
-def _factory(name):
-  embed_dim = VARIANTS[name]
-
-  def build(*, rngs: nnx.Rngs, **kw) -> PSLT:
-    return PSLT(**{"embed_dim": embed_dim, **kw}, rngs=rngs)
-  build.__doc__ = f"{name}: PSLT with embed_dim {embed_dim}, conv depths (3, 3), ladder depths (10, 3)."
-  return build
-
-
-for _name in VARIANTS:
-  models.register(_name, _factory(_name))
+register_variants(PSLT, VARIANTS)

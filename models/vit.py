@@ -13,35 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-import models
-from models._vision_layers import conv, drop_path, gelu, layer_norm, linear, trunc_normal_init
+from models._vision_layers import (Attention, Mlp, conv, drop_path, layer_norm, linear,
+                                   register_variants, run_block, trunc_normal_init)
 
-VARIANTS = {  # name: (embed_dim, depth, num_heads)
-    "vit_b16": (768, 12, 12),
-    "vit_l16": (1024, 24, 16),
+VARIANTS = {  # patch 16
+    "vit_b16": dict(embed_dim=768, depth=12, num_heads=12),
+    "vit_l16": dict(embed_dim=1024, depth=24, num_heads=16),
 }
-
-
-class Attention(nnx.Module):
-  def __init__(self, dim, num_heads, *, dtype, rngs):
-    self.num_heads = num_heads
-    self.qkv = linear(dim, 3 * dim, init="trunc", dtype=dtype, rngs=rngs)
-    self.proj = linear(dim, dim, init="trunc", dtype=dtype, rngs=rngs)
-
-  def __call__(self, x):
-    b, n, c = x.shape
-    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
-    out = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
-    return self.proj(out.reshape(b, n, c))
-
-
-class Mlp(nnx.Module):
-  def __init__(self, dim, hidden, *, dtype, rngs):
-    self.fc1 = linear(dim, hidden, init="trunc", dtype=dtype, rngs=rngs)
-    self.fc2 = linear(hidden, dim, init="trunc", dtype=dtype, rngs=rngs)
-
-  def __call__(self, x):
-    return self.fc2(gelu(self.fc1(x)))
 
 
 class Block(nnx.Module):
@@ -95,7 +73,7 @@ class ViT(nnx.Module):
     cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (b, 1, c))
     x = jnp.concatenate([cls, x.reshape(b, h * w, c)], axis=1) + self.pos_embed[...].astype(x.dtype)
     for blk in self.blocks:
-      x = nnx.remat(lambda m, t: m(t))(blk, x) if self.remat else blk(x)
+      x = run_block(blk, x, self.remat)
     return self.norm(x), (h, w)
 
   def features(self, x):
@@ -107,14 +85,4 @@ class ViT(nnx.Module):
     return self.head(t[:, 0]) if self.head is not None else t[:, 0]
 
 
-def _factory(name):
-  dim, depth, heads = VARIANTS[name]
-
-  def build(*, rngs: nnx.Rngs, **kw) -> ViT:
-    return ViT(**{"embed_dim": dim, "depth": depth, "num_heads": heads, **kw}, rngs=rngs)
-  build.__doc__ = f"{name}: ViT, width {dim}, depth {depth}, {heads} heads, patch 16."
-  return build
-
-
-for _name in VARIANTS:
-  models.register(_name, _factory(_name))
+register_variants(ViT, VARIANTS)

@@ -10,11 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
+import models
 from ml_pipelines.trainer import config as config_lib
 from ml_pipelines import train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ("resnet", "vit", "dilateformer", "pslt")
+TOLERANCE = 0.4  # measured: 0.27 for ResNet (torch-default head init), < 0.1 for the others
 
 
 def small(name, **overrides):
@@ -27,16 +30,28 @@ def small(name, **overrides):
   return c
 
 
-def _metric(result, name):
-  return next(float(v) for k, v in result.items() if k.split("/")[-1] == name)
+def logged(workdir, step: int, key: str) -> float:
+  """A training metric the trainer logged at `step` (log_every=1)."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return next(r[key] for r in map(json.loads, f) if r["step"] == step and key in r)
 
 
-def _check(result):
-  assert np.isfinite(_metric(result, "loss")), result
-  assert 0.0 <= _metric(result, "accuracy") <= 1.0
+def first_loss(workdir) -> float:
+  """The training loss at step 1 (the initial parameters; the warm-up rate is 0 there)."""
+  return logged(workdir, 1, "train/loss")
+
+
+def _check(result, workdir):
+  # an untrained head gives near-uniform predictions: the (smoothed, mixed) cross-entropy of 10
+  # classes is log 10 up to the logits' small spread
+  assert abs(first_loss(workdir) - np.log(10)) < TOLERANCE, first_loss(workdir)
   params = result["state"]["params"]
-  leaves = jax.tree.leaves(params)
-  assert all(x.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+  init = nnx.to_pure_dict(nnx.state(models.build(result["config"].model, seed=0), nnx.Param))
+  head = "fc" if "fc" in params else "head"
+  moved = np.abs(np.asarray(params[head]["kernel"]) - np.asarray(init[head]["kernel"]))
+  # step 2, the first after warm-up, moved the head by about its rate (AdamW's first step: lr g/|g|)
+  assert moved.max() > 0.5 * logged(workdir, 2, "train/learning_rate"), moved.max()
   return params
 
 
@@ -44,7 +59,8 @@ def _check(result):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_trains_with_fsdp_on_8_devices(name, tmp_path):
   c = small(name, **{"mesh.data": 1, "mesh.fsdp": 8})
-  params = _check(train.train_and_evaluate(c, str(tmp_path)))
+  result = train.train_and_evaluate(c, str(tmp_path))
+  params = _check({**result, "config": c}, tmp_path)
   specs = [x.sharding.spec for x in jax.tree.leaves(params)]
   assert any("fsdp" in tuple(s) for s in specs), "no parameter is split over fsdp"
 
@@ -57,13 +73,12 @@ sys.path.insert(0, {ROOT!r}); sys.path.insert(0, {os.path.join(ROOT, 'tests')!r}
 import jax
 jax.config.update("jax_num_cpu_devices", 1)
 jax.config.update("jax_platforms", "cpu")
-from test_backbones_train import small, CONFIGS
+from test_backbones_train import small, first_loss, CONFIGS
 from ml_pipelines import train
 out = {{}}
 for name in CONFIGS:
   r = train.train_and_evaluate(small(name), {str(tmp_path)!r} + "/" + name)
-  m = {{k.split("/")[-1]: float(v) for k, v in r.items() if k != "state"}}
-  out[name] = [len(jax.devices()), m["loss"], m["accuracy"]]
+  out[name] = [len(jax.devices()), first_loss({str(tmp_path)!r} + "/" + name)]
 print("RESULT" + json.dumps(out))
 """
   proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
@@ -71,5 +86,5 @@ print("RESULT" + json.dumps(out))
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.split("RESULT")[-1])
   for name in CONFIGS:
-    devices, loss, acc = out[name]
-    assert devices == 1 and np.isfinite(loss) and 0 <= acc <= 1, (name, out[name])
+    devices, loss = out[name]
+    assert devices == 1 and abs(loss - np.log(10)) < TOLERANCE, (name, out[name])

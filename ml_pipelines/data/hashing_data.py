@@ -23,7 +23,8 @@ import os
 import numpy as np
 
 from ml_pipelines import data
-from ml_pipelines.data import records
+from ml_pipelines.data import digits, records
+from ml_pipelines.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from ml_pipelines.data.tfds_image import MEAN_STD, _resize, tfds_source
 
 
@@ -56,9 +57,8 @@ def _check_split(split, valid):
 # --- embedded demo ---------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def _digits():
-  from sklearn.datasets import load_digits
-  d = load_digits()
-  return (d.images / 16.0).astype(np.float32)[..., None], d.target.astype(np.int64)
+  images, target = digits.load()
+  return (images / 16.0).astype(np.float32)[..., None], target
 
 
 @data.register("digits_retrieval")
@@ -166,7 +166,7 @@ def hashing_records(config, split: str) -> data.Dataset:
   source = records.RecordSource(directory, split, prepare_hint=hint)
   labels = np.load(os.path.join(directory, f"labels_{split}.npy")).astype(np.float32)
   size = int(config.get("image_size", 224))
-  mean, std = (np.asarray(v, np.float32) for v in MEAN_STD["caltech_birds2011"])  # ImageNet
+  mean, std = (np.asarray(v, np.float32) for v in (IMAGENET_MEAN, IMAGENET_STD))
 
   def norm(img):
     if img.shape[0] != size:

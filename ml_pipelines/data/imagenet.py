@@ -18,10 +18,14 @@ import numpy as np
 from PIL import Image
 
 from ml_pipelines import data
+from ml_pipelines.data import digits
 from ml_pipelines.data.augment import rand_augment
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
-STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+# ImageNet channel mean / std of [0, 1] pixels (torchvision's Normalize): every loader's one copy.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MEAN = np.array(IMAGENET_MEAN, np.float32) * 255  # of [0, 255] pixels
+STD = np.array(IMAGENET_STD, np.float32) * 255
 
 
 def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -88,16 +92,11 @@ def imagenet2012(config, split: str) -> data.Dataset:
 
 
 def _digits_rgb(split: str, size: int) -> dict[str, np.ndarray]:
-  from sklearn.datasets import load_digits
-  d = load_digits()
-  order = np.random.default_rng(0).permutation(len(d.target))
-  cut = int(0.8 * len(order))
-  rows = {"train": order[:cut], "test": order[cut:]}
-  if split not in rows:
-    raise ValueError(f"digits_rgb has splits 'train' and 'test', not {split!r}.")
-  imgs = (d.images[rows[split]] * (255 / 16)).astype(np.uint8)
+  images, target = digits.load()
+  rows = digits.rows(split)
+  imgs = (images[rows] * (255 / 16)).astype(np.uint8)
   up = np.stack([np.asarray(Image.fromarray(i).resize((size, size), Image.BILINEAR)) for i in imgs])
-  return {"image": np.repeat(up[..., None], 3, axis=-1), "label": d.target[rows[split]].astype(np.int32)}
+  return {"image": np.repeat(up[..., None], 3, axis=-1), "label": target[rows].astype(np.int32)}
 
 
 @data.register("digits_rgb")

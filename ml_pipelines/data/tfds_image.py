@@ -10,10 +10,12 @@ import os
 import numpy as np
 
 from ml_pipelines import data
+from ml_pipelines.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
+
 PREPARE = ("pip install -e '.[prep]' && python -c \"import tensorflow_datasets as tfds; "
            "tfds.builder('{name}', data_dir='{dir}').download_and_prepare()\"")
 MEAN_STD = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-            "caltech_birds2011": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+            "caltech_birds2011": (IMAGENET_MEAN, IMAGENET_STD)}
 
 
 def tfds_source(name: str, split: str, data_dir: str | None):

@@ -8,18 +8,18 @@ test accuracy, estimating error (sum_layers ||surrogate(w) - sign(w)||_2) and gr
 """
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
+
+from ml_pipelines.jobs import common
 
 
 def compare(model: str, estimators: list[str], steps: int, seed: int, workdir: str,
             width: int | None = None) -> list[dict]:
-  from ml_pipelines.trainer import config as config_lib
   from ml_pipelines import train
   rows = []
   for est in estimators:
-    cfg = config_lib.load(f"configs/bnn/{model}.py:digits")
+    cfg = common.load_config("bnn", model, "digits")
     cfg.model.estimator = est
     cfg.total_steps = steps
     cfg.eval_every = cfg.checkpoint_every = steps
@@ -34,24 +34,22 @@ def compare(model: str, estimators: list[str], steps: int, seed: int, workdir: s
 
 
 def table(model: str, rows: list[dict]) -> str:
-  lines = [f"| model | estimator | test accuracy | estimating error | gradient stability |",
-           "|---|---|---|---|---|"]
-  for r in rows:
-    lines.append(f"| {model} | {r['estimator']} | {r['accuracy']:.4f} | "
-                 f"{r['estimating_error']:.3f} | {r['gradient_stability']:.3e} |")
-  return "\n".join(lines)
+  return common.markdown_table(
+      ["model", "estimator", "test accuracy", "estimating error", "gradient stability"],
+      [[model, r["estimator"], f"{r['accuracy']:.4f}", f"{r['estimating_error']:.3f}",
+        f"{r['gradient_stability']:.3e}"] for r in rows])
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="python -m ml_pipelines.jobs.bnn_compare")
+  p = common.parser(__doc__, workdir=None, methods=("ste", "clipped_ste", "reste"),
+                    methods_flag="estimators")
   p.add_argument("--model", default="bnn_resnet20",
                  choices=["bnn_resnet20", "bnn_resnet18", "bnn_vgg_small"])
-  p.add_argument("--estimators", default="ste,clipped_ste,reste")
   p.add_argument("--steps", type=int, default=300)
   p.add_argument("--width", type=int, default=None, help="override the digits config's width")
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--workdir", default=None, help="default: a fresh temporary directory")
   a = p.parse_args(argv)
+  common.start_jax(a)
   workdir = a.workdir or tempfile.mkdtemp(prefix="bnn_compare_")
   rows = compare(a.model, a.estimators.split(","), a.steps, a.seed, workdir, a.width)
   print(table(a.model, rows))

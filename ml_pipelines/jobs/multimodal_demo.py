@@ -19,10 +19,11 @@ address. "audio_only" likewise with the visual input zeroed.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
+
+from ml_pipelines.jobs import common
 
 METHODS = ("audio_only", "visual_only", "vanilla", "ogm_ge", "amss", "amss_plus", "agm", "pmr",
            "mmpareto", "gblending", "umt", "mie")
@@ -30,15 +31,13 @@ UNIMODAL = {"audio_only": "visual", "visual_only": "audio"}  # reference run: th
 
 
 def config_for(method: str, epochs: int, width: int, workdir: str):
-  from configs.multimodal import common
-  from ml_pipelines.trainer import config as config_lib
-  c = config_lib.load(f"configs/multimodal/{'vanilla' if method in UNIMODAL else method}.py"
-                      ":demo,concat")
+  from configs.multimodal.common import steps_per_epoch
+  c = common.load_config("multimodal", "vanilla" if method in UNIMODAL else method, "demo,concat")
   if method in UNIMODAL:
     c.task.mute_modality = UNIMODAL[method]
   if method == "umt":  # the unimodal reference runs are UMT's teachers
     c.task.umt_teachers = {m: os.path.join(workdir, f"{m}_only") for m in ("audio", "visual")}
-  spe = common.steps_per_epoch(c)
+  spe = steps_per_epoch(c)
   c.batch_size = 64
   c.model.width = width
   c.total_steps = epochs * spe
@@ -111,13 +110,11 @@ def probe_accuracies(config, state, batch: int = 250) -> dict[str, float]:
 
 
 def table(rows) -> str:
-  lines = ["| method | fused acc | audio acc | visual acc | audio probe | visual probe | seconds |",
-           "|---|---|---|---|---|---|---|"]
-  for name, r, probe, secs in rows:
-    lines.append(f"| {name} | {r['eval/accuracy']:.3f} | {r['eval/audio_accuracy']:.3f} | "
-                 f"{r['eval/visual_accuracy']:.3f} | {probe['audio']:.3f} | {probe['visual']:.3f} | "
-                 f"{secs:.0f} |")
-  return "\n".join(lines)
+  return common.markdown_table(
+      ["method", "fused acc", "audio acc", "visual acc", "audio probe", "visual probe", "seconds"],
+      [[name, *(f"{r[f'eval/{k}accuracy']:.3f}" for k in ("", "audio_", "visual_")),
+        f"{probe['audio']:.3f}", f"{probe['visual']:.3f}", f"{secs:.0f}"]
+       for name, r, probe, secs in rows])
 
 
 def plot(all_curves, path):
@@ -140,19 +137,12 @@ def plot(all_curves, path):
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--workdir", default="workdirs/multimodal_demo")
-  parser.add_argument("--methods", default=",".join(METHODS))
+  parser = common.parser(__doc__, workdir="workdirs/multimodal_demo", methods=METHODS)
   parser.add_argument("--epochs", type=int, default=6)
   parser.add_argument("--width", type=int, default=8)
-  parser.add_argument("--cpu_devices", type=int, default=0)
   args = parser.parse_args(argv)
-  import jax
   # the methods share most compiled programs (model init, evaluation): compile each once
-  jax.config.update("jax_compilation_cache_dir", os.path.abspath(os.path.join(args.workdir,
-                                                                              "jax_cache")))
-  if args.cpu_devices:
-    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+  common.start_jax(args, compilation_cache=os.path.join(args.workdir, "jax_cache"))
   from ml_pipelines import train
   rows, all_curves, t0 = [], {}, time.time()
   for method in args.methods.split(","):

@@ -19,18 +19,17 @@ Options (config.task): label_smoothing, indicator_examples (default 256), schedu
 """
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 import models
 from losses import classification as cls
 from ml_pipelines import tasks
-from ml_pipelines.tasks.base import Task
+from ml_pipelines.tasks.classification import Classification
 from models import binary
-
 
 
 def progress(step, total_steps: int, steps_per_epoch: int = 0):
@@ -43,22 +42,19 @@ def progress(step, total_steps: int, steps_per_epoch: int = 0):
 
 
 @tasks.register("bnn_classification")
-class BnnClassification(Task):
+class BnnClassification(Classification):
+  """Classification's options (no mixing) and `eval_metrics`; the model also takes o."""
   OPTIONS = frozenset({"label_smoothing", "indicator_examples", "schedule_steps_per_epoch",
                        "image_key", "label_key"})
 
   def __init__(self, config):
     super().__init__(config)
-    t = config.task
-    self.smoothing = float(t.get("label_smoothing", 0.0))
-    self.indicator_examples = int(t.get("indicator_examples", 256))
-    self.steps_per_epoch = int(t.get("schedule_steps_per_epoch", 0))
-    self.image_key = t.get("image_key", "image")
-    self.label_key = t.get("label_key", "label")
+    self.indicator_examples = int(config.task.get("indicator_examples", 256))
+    self.steps_per_epoch = int(config.task.get("schedule_steps_per_epoch", 0))
     self._indicator_fn = None
 
   def _ce(self, logits, labels):
-    targets = cls.smooth_labels(labels, logits.shape[-1], self.smoothing)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), self.smoothing)
     return jnp.mean(cls.soft_cross_entropy(logits, targets))
 
   def estimator_param(self, model, step):
@@ -72,12 +68,6 @@ class BnnClassification(Task):
     labels = batch[self.label_key]
     return self._ce(logits, labels), {"metrics": {
         "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels), "o": o}}
-
-  def eval_metrics(self, model, batch):
-    logits = model(batch[self.image_key])
-    labels = batch[self.label_key]
-    loss = cls.soft_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
-    return {"loss": loss, "accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}
 
   def _indicator_batch(self, env):
     ds = env.dataset(self.config.data.train_split)
@@ -115,7 +105,8 @@ class BnnClassification(Task):
     if self._indicator_fn is None:
       self._indicator_fn = self._build_indicator_fn()
     images, labels = self._indicator_batch(env)
-    err, stab = self._indicator_fn(state["params"], state["rest"], images, labels,
+    params, rest = env.variables(state)
+    err, stab = self._indicator_fn(params, rest, images, labels,
                                    jnp.asarray(state["step"], jnp.int32))
     out["estimating_error"] = float(err)
     out["gradient_stability"] = float(stab)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from losses import classification as cls
 from ml_pipelines import tasks
 from ml_pipelines.tasks.base import Task
+
 
 @tasks.register("classification")
 class Classification(Task):
@@ -30,10 +32,10 @@ class Classification(Task):
     k_choice, k_mix = jax.random.split(rng)
     if self.mixup_alpha and self.cutmix_alpha:
       return jax.lax.cond(jax.random.bernoulli(k_choice),
-                          lambda: cls.mixup(k_mix, images, self.mixup_alpha),
+                          lambda: cls.mixup(k_mix, images, self.mixup_alpha)[:2],
                           lambda: cls.cutmix(k_mix, images, self.cutmix_alpha))
     if self.mixup_alpha:
-      return cls.mixup(k_mix, images, self.mixup_alpha)
+      return cls.mixup(k_mix, images, self.mixup_alpha)[:2]
     if self.cutmix_alpha:
       return cls.cutmix(k_mix, images, self.cutmix_alpha)
     return images, jnp.ones([], images.dtype)
@@ -42,7 +44,7 @@ class Classification(Task):
     images, labels = batch[self.image_key], batch[self.label_key]
     images, lam = self._mix(rng, images)
     logits = model(images)
-    targets = cls.smooth_labels(labels, logits.shape[-1], self.smoothing)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), self.smoothing)
     targets = cls.mix_targets(targets, lam)
     loss = jnp.mean(cls.soft_cross_entropy(logits, targets))
     accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
@@ -51,5 +53,5 @@ class Classification(Task):
   def eval_metrics(self, model, batch):
     logits = model(batch[self.image_key])
     labels = batch[self.label_key]
-    loss = cls.soft_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
+    loss = cls.cross_entropy(logits, labels)
     return {"loss": loss, "accuracy": (jnp.argmax(logits, -1) == labels).astype(jnp.float32)}

@@ -21,10 +21,9 @@ in the task's `extra` state, so they are checkpointed and a resumed run continue
 
 Evaluation (query split against the database codes V): mAP@K (K = `topk`, all when None),
 precision / recall within Hamming radius 2, buckets a multi-index probes per query at radius 2, and
-the precision-recall curve saved as `pr_curve_<step>.png` in `env.workdir` when the trainer
-provides it, else in the task option `plot_dir` (no plot when neither is set). The same directory
-gets `codes/database.npz` (the database codes V, labels) and `codes/queries.npz` (the query split's
-codes sign(F(x)), labels) of the newest evaluation: the input of
+the precision-recall curve saved as `pr_curve_<step>.png` in the run's workdir (`env.workdir`).
+The workdir also gets `codes/database.npz` (the database codes V, labels) and `codes/queries.npz`
+(the query split's codes sign(F(x)), labels) of the newest evaluation: the input of
 `python -m ml_pipelines.search.hash_index build / query`.
 
 Per method (`config.task.name`):
@@ -62,7 +61,7 @@ from ml_pipelines import tasks
 from ml_pipelines.tasks.base import Task
 
 V_INITS = ("zeros", "randn", "sign_randn")
-COMMON = {"gamma", "outer_steps", "v_init", "topk", "radius", "loss_scale", "plot_dir"}
+COMMON = {"gamma", "outer_steps", "v_init", "topk", "radius", "loss_scale"}
 METHOD_OPTIONS = {
     "adsh": set(),
     "exchnet": {"sp_weight", "ch_weight", "align_weight", "align_start", "ch_margin",
@@ -96,7 +95,6 @@ class _Hashing(Task):
     self.radius = int(t.get("radius", 2))
     scale = t.get("loss_scale", self.default_scale)
     self.scale = 12.0 / self.bits if scale == "12/c" else float(scale)
-    self.plot_dir = t.get("plot_dir", None)
     self._update_fn = jax.jit(self._outer_update)
 
   # --- state -------------------------------------------------------------------------------------
@@ -197,19 +195,21 @@ class _Hashing(Task):
     index = multi_index.MultiIndex.build(hamming.pack_bits(db_codes), self.bits,
                                          block_bits=self.block_bits())
     out.update(self.radius_metrics(q, db_codes, db_labels, index))
-    plot_dir = getattr(env, "workdir", None) or self.plot_dir
-    if plot_dir and jax.process_index() == 0:
-      os.makedirs(os.path.join(plot_dir, "codes"), exist_ok=True)
-      np.savez(os.path.join(plot_dir, "codes", "database.npz"), codes=db_codes, labels=db_labels)
-      np.savez(os.path.join(plot_dir, "codes", "queries.npz"), codes=np.asarray(q["code"]),
-               labels=np.asarray(q["labels"]))
-      precision, recall, _ = rm.precision_recall_curve(q["code"], db_codes, q["labels"],
-                                                       db_labels)
-      os.makedirs(plot_dir, exist_ok=True)
-      rm.plot_precision_recall(
-          {f"{self.method} {self.bits} bits, step {int(state['step'])}": (precision, recall)},
-          os.path.join(plot_dir, f"pr_curve_{int(state['step'])}.png"))
+    if jax.process_index() == 0:
+      self.export(env.workdir, int(state["step"]), q, db_codes, db_labels)
     return out
+
+  def export(self, workdir, step, q, db_codes, db_labels):
+    """`codes/database.npz`, `codes/queries.npz` and `pr_curve_<step>.png` under `workdir`."""
+    from ml_pipelines.evaluators import retrieval as rm
+    os.makedirs(os.path.join(workdir, "codes"), exist_ok=True)
+    np.savez(os.path.join(workdir, "codes", "database.npz"), codes=db_codes, labels=db_labels)
+    np.savez(os.path.join(workdir, "codes", "queries.npz"), codes=np.asarray(q["code"]),
+             labels=np.asarray(q["labels"]))
+    precision, recall, _ = rm.precision_recall_curve(q["code"], db_codes, q["labels"], db_labels)
+    rm.plot_precision_recall(
+        {f"{self.method} {self.bits} bits, step {step}": (precision, recall)},
+        os.path.join(workdir, f"pr_curve_{step}.png"))
 
   def radius_metrics(self, q, db_codes, db_labels, index):
     """Precision / recall within the radius (D1's metric) and buckets a multi-index probes."""
