@@ -53,8 +53,9 @@ def main():
       modality_logits={m: jnp.asarray(r.normal(size=(b, c)), jnp.float32) for m in groups},
       labels=jnp.asarray(r.integers(0, c, size=b), jnp.int32),
       modality_features={m: jnp.asarray(r.normal(size=(b, 512)), jnp.float32) for m in groups},
-      mie_inputs={f"{m}_head/{k}/kernel": jnp.ones(d, jnp.float32)
-                  for m in groups for k, d in (("fc1", 512), ("fc2", 256), ("fc3", 64))},
+      mie_modality=jnp.int32(1),  # the visual stage, its head kernels projected
+      mie_projectors={f"visual_head/{k}/kernel": jnp.eye(d, dtype=jnp.float32)
+                      for k, d in (("fc1", 512), ("fc2", 256), ("fc3", 64))},
       term_grads={m: grads for m in groups},
       grad_fn=lambda w: w, rng=jax.random.PRNGKey(0))
   rows = [("sgd (vanilla)", None, {}),
@@ -65,7 +66,7 @@ def main():
           ("agm", "agm", {"alpha": 0.1}),
           ("mmpareto", "mmpareto", {}),
           ("sam (identity grad_fn)", "sam", {"rho": 0.05, "normalize": "group"}),
-          ("mie (identity grad_fn)", "mie", {"stage_steps": "10,10", "rho": 1e-10}),
+          ("mie (identity grad_fn)", "mie", {"rho": 1e-10}),
           ]
   print(f"backend={jax.default_backend()} devices={jax.device_count()} params={n_params / 1e6:.1f}M "
         f"batch={b}")

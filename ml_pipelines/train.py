@@ -168,6 +168,8 @@ class Run:
     sharding.check_batch_sizes(self.mesh, batch_size=config.batch_size,
                                eval_batch_size=config.eval_batch_size)
     self.tasks = [tasks.get(s.config.task.name)(s.config) for s in self.stages]
+    for task, stage in zip(self.tasks, self.stages):
+      task.stage = stage
     self.train_ds = data.get(config.data.name)(config.data, config.data.train_split)
     self.ema_decay = float(config.get("ema_decay", 0.0))
 

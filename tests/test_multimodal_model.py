@@ -155,25 +155,41 @@ def test_task_losses_and_tx_args():
 def test_mie_loss_trains_only_the_stage_modality():
   m = _model("concat", modality_heads=True, head_hidden=(6,))
   batch = dict(zip(("audio", "visual"), _inputs()), label=jnp.asarray([0, 1, 2, 3]))
-  task = _task(mie_stage_steps="2,3", mie_mixup_alpha=1.0)
+  from ml_pipelines.trainer import stages as stages_lib
+  params = nnx.to_pure_dict(nnx.state(m, nnx.Param))
+  groups = {"audio": "audio_(encoder|head)/", "visual": "visual_(encoder|head)/"}
+  kernels = {f"{h}_head/layers/{i}/kernel" for h in ("audio", "visual") for i in (0, 1)}
 
-  def grads(step):
+  def task_for(modality, collect):
+    task = _task(mie_modality=modality, mie_mixup_alpha=1.0, mie_collect_steps=collect)
+    task.mie_groups = groups
+    task.stage = stages_lib.Stage(0, modality, 0, 4, None, True, 0)
+    return task
+  extra = task_for("audio", 1).init_extra(None, None, params)
+  assert set(extra["mie"]["moments"]) == kernels
+
+  def grads(task):
     def f(model):
-      return task.loss(model, batch, jax.random.key(0), None, jnp.int32(step))[0]
+      return task.loss(model, batch, jax.random.key(0), extra, jnp.int32(0))[0]
     g = nnx.grad(f)(m)
     return {k: float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(getattr(g, k))))
             for k in ("audio_head", "visual_head", "fusion")}
-  g0, g3 = grads(0), grads(3)
-  assert g0["audio_head"] > 0 and g0["visual_head"] == 0 and g0["fusion"] == 0
-  assert g3["visual_head"] > 0 and g3["audio_head"] == 0
+  ga, gv = grads(task_for("audio", 1)), grads(task_for("visual", 1))
+  assert ga["audio_head"] > 0 and ga["visual_head"] == 0 and ga["fusion"] == 0
+  assert gv["visual_head"] > 0 and gv["audio_head"] == 0
   stats = lambda enc: [np.asarray(x) for x in jax.tree.leaves(nnx.state(enc, nnx.BatchStat))]
   idle, trained = stats(m.visual_encoder), stats(m.audio_encoder)
-  _, aux = task.loss(m, batch, jax.random.key(0), None, jnp.int32(0))
+  for collect, step in ((1, 3), (1, 2), (0, 0)):  # in the stage's last step, before it, always
+    task = task_for("audio", collect)
+    _, aux = task.loss(m, batch, jax.random.key(0), extra, jnp.int32(step))
+    moments = aux["extra"]["mie"]["moments"]
+    grew = {q for q in kernels if float(jnp.abs(moments[q]).sum()) > 0}
+    assert grew == ({q for q in kernels if q.startswith("audio")} if step != 2 else set())
   for a, b in zip(stats(m.visual_encoder), idle):  # the idle branch's statistics stay (official)
     np.testing.assert_array_equal(a, b)
   assert any(not np.array_equal(a, b) for a, b in zip(stats(m.audio_encoder), trained))
-  assert set(aux["tx_args"]["mie_inputs"]) == {f"{h}_head/layers/{i}/kernel"
-                                               for h in ("audio", "visual") for i in (0, 1)}
+  assert set(aux["tx_args"]["mie_projectors"]) == {q for q in kernels if q.startswith("audio")}
+  assert int(aux["tx_args"]["mie_modality"]) == 0
 
 
 def test_pmr_prototypes_follow_batch_class_means():

@@ -47,9 +47,9 @@ def tiny(method, fusion="concat", dataset="demo", data_dir=None):
     c.batch_size, c.eval_batch_size = 8, 8
   if method == "gblending":  # re-estimate after every step (two estimates in two steps)
     c.task.gblending_every = 1
-  if method == "mie":
-    c.task.mie_stage_steps = c.optimizer.mie.stage_steps = "1,1"
-    c.optimizer.mie.collect_steps = 1
+  if method == "mie":  # one step per stage: audio, then visual (projected by audio's moments)
+    c.stages = tuple({**dict(s), "steps": 1} for s in c.stages[:2])
+    c.task.mie_collect_steps = 1
   return c
 
 
@@ -60,11 +60,21 @@ def train_records(workdir):
   return [r for r in rows if "train/loss" in r]
 
 
-def check_trained(method, workdir):
+def check_trained(method, workdir, state=None):
   rows = train_records(workdir)
   assert [r["step"] for r in rows] == [1, 2]
-  if method == "mie":  # stage steps "1,1": audio first, then visual
+  if method == "mie":  # one step per stage: audio first, then visual
     assert [r["train/stage_modality"] for r in rows] == [0.0, 1.0]
+    if state is not None:  # the visual stage projects with audio's collected input moments
+      from optim import mie
+      params, _ = train.Env.variables(state)
+      groups = {"audio": "audio_(encoder|head)/", "visual": "visual_(encoder|head)/"}
+      want = mie.stage_projectors(state["extra"]["mie"]["moments"], params, groups, "visual", 0.4)
+      got = state["extra"]["mie"]["proj"]
+      for q, p in want.items():
+        np.testing.assert_allclose(np.asarray(got[q]), np.asarray(p), atol=1e-5, err_msg=q)
+      first = np.asarray(got["visual_head/layers/0/kernel"])
+      assert not np.allclose(first, np.eye(first.shape[0]), atol=1e-3)
   else:  # the same batch twice: one update lowers its loss
     assert rows[1]["train/loss"] < rows[0]["train/loss"], rows
 
@@ -74,8 +84,9 @@ def check_trained(method, workdir):
     (m, d) for d in DATASETS for m in METHODS if (m, d) != ("gblending", "cremad")])
 def test_method_trains_through_trainer(method, dataset, tmp_path, request):
   data_dir = request.getfixturevalue("cremad_records") if dataset == "cremad" else None
-  train.train_and_evaluate(tiny(method, dataset=dataset, data_dir=data_dir), str(tmp_path))
-  check_trained(method, tmp_path)
+  result = train.train_and_evaluate(tiny(method, dataset=dataset, data_dir=data_dir),
+                                    str(tmp_path))
+  check_trained(method, tmp_path, result["state"])
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ CASES = {
     "amss": ({"temperature": 0.2}, ("temperature",)),
     "amss_plus": ({"temperature": 0.2, "bias": 0.1}, ("temperature", "bias")),
     "sam": ({"rho": 0.05, "groups": "audio", "normalize": "group"}, ("rho",)),
-    "mie": ({"stage_steps": "1,2", "rho": 0.01, "flat_ratio": 0.3, "tau": 0.4}, ("rho", "flat_ratio", "tau")),
+    "mie": ({"rho": 0.01, "flat_ratio": 0.3}, ("rho", "flat_ratio")),
     "agm": ({"alpha": 0.1, "end_step": 100}, ("alpha",)),
     "mmpareto": ({"gamma": 1.5}, ("gamma",)),
 }
@@ -45,7 +45,8 @@ def extra_args(dtype):
       modality_logits={"audio": f(B, C), "visual": f(B, C) * 3},
       labels=jnp.asarray(r.integers(0, C, size=B), jnp.int32),
       modality_features={"audio": f(B, 16), "visual": f(B, 16)},
-      mie_inputs={"audio_head/fc1/kernel": f(8), "visual_head/fc1/kernel": f(8)},
+      mie_modality=jnp.int32(1),
+      mie_projectors={"visual_head/fc1/kernel": jnp.eye(8, dtype=jnp.float32) * 0.5},
       term_grads=None,
       grad_fn=lambda w: jax.tree_util.tree_map(lambda x: 2 * x, w),
       rng=jax.random.PRNGKey(0))

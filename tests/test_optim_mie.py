@@ -1,5 +1,6 @@
-"""MIE / IGM: SVD projector, stage schedule, moment accumulation and projection, flat-loss mix,
-against NumPy written from the official code (njustkmg/IJCAI25-IGM models/AudioVideo.py)."""
+"""MIE / IGM: SVD projector, moment accumulation, stage projectors and projection, flat-loss mix,
+against NumPy written from the official code (njustkmg/IJCAI25-IGM models/AudioVideo.py) and a
+fixture of one official step. (The stage schedule is `config.stages`: tests/test_stages.py.)"""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,15 +27,6 @@ def test_projector_matches_numpy_and_degenerate_is_identity():
   np.testing.assert_allclose(np.asarray(mie.projector(jnp.zeros((4, 4)), 0.4)), np.eye(4), atol=1e-6)
 
 
-def test_stage_schedule():
-  steps = "3,2,2"
-  for step, (want_idx, want_end) in {0: (0, 3), 2: (0, 3), 3: (1, 5), 4: (1, 5), 5: (2, 7),
-                                     6: (2, 7), 9: (2, 7)}.items():
-    idx, end = mie.stage(step, steps)
-    assert (int(idx), int(end)) == (want_idx, want_end), step
-    assert int(mie.modality_index(step, steps, 2)) == want_idx % 2
-
-
 def tree(seed):
   r = np.random.default_rng(seed)
   f = lambda *s: jnp.asarray(r.normal(size=s), jnp.float32)
@@ -44,53 +36,50 @@ def tree(seed):
           "visual_head": {"fc1": {"kernel": f(4, 3)}, "fc2": {"kernel": f(3, 2)}}}
 
 
-def test_schedule_moments_and_projection():
+def test_moments_stage_projectors_and_projection():
   params, grads = tree(0), tree(1)
-  tx = optim.get("mie")(param_groups=GROUPS, stage_steps="3,2,2", flat_ratio=0.0, tau=0.4,
-                        collect_steps=2)
   r = np.random.default_rng(2)
   inputs = [{f"{m}_head/fc1/kernel": r.normal(size=4).astype(np.float32) for m in GROUPS} |
             {f"{m}_head/fc2/kernel": r.normal(size=3).astype(np.float32) for m in GROUPS}
-            for _ in range(7)]
-  upd = jax.jit(lambda g, s, p, st, x: tx.update(g, s, p, grad_fn=None, step=st, mie_inputs=x))
-  state = tx.init(params)
-  # NumPy reference of the schedule: stage (modality, start, end) = (audio 0-3), (visual 3-5), (audio 5-7)
-  stages = [("audio", 0, 3), ("visual", 3, 5), ("audio", 5, 7)]
-  moments = {k: np.zeros((len(v), len(v))) for k, v in inputs[0].items()}
-  proj = {k: np.eye(len(v)) for k, v in inputs[0].items()}
-  for step in range(7):
-    cur, start, end = next(s for s in stages if s[1] <= step < s[2])
-    prev = "visual" if cur == "audio" else "audio"
-    if step == start and start > 0:
-      for h in HEAD:
-        proj[f"{cur}_head/{h}"] = np_projector(moments[f"{prev}_head/{h}"], 0.4)
-        moments[f"{cur}_head/{h}"] = np.zeros_like(moments[f"{cur}_head/{h}"])
-    out, state = upd(grads, state, params, jnp.int32(step), inputs[step])
-    for m in GROUPS:
-      for h in HEAD:
-        k = f"{m}_head/{h}"
-        g = np.asarray(grads[f"{m}_head"][h.split("/")[0]]["kernel"])
-        want = proj[k] @ g if m == cur else g
-        got = np.asarray(out[f"{m}_head"][h.split("/")[0]]["kernel"])
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=f"{step} {k}")
-      np.testing.assert_array_equal(np.asarray(out[f"{m}_encoder"]["conv1"]["kernel"]),
-                                    np.asarray(grads[f"{m}_encoder"]["conv1"]["kernel"]))
-    if step >= end - 2:
-      for h in HEAD:
-        x = inputs[step][f"{cur}_head/{h}"].astype(np.float64)
-        moments[f"{cur}_head/{h}"] += np.outer(x, x)
-  assert not np.allclose(proj["audio_head/fc1/kernel"], np.eye(4))  # a projection was exercised
+            for _ in range(3)]
+  # The audio stage's last two steps collect audio's input moments (NumPy: sum of outer products).
+  moments = mie.zero_moments(params, GROUPS)
+  audio = mie.kernels_of(params, GROUPS, "audio")
+  assert audio == ["audio_head/fc1/kernel", "audio_head/fc2/kernel"]
+  for step, x in enumerate(inputs):
+    moments = mie.accumulate(moments, {k: jnp.asarray(v) for k, v in x.items()}, audio, step >= 1)
+  want = {k: sum(np.outer(x[k], x[k]) for x in inputs[1:]) for k in audio}
+  for k in audio:
+    np.testing.assert_allclose(np.asarray(moments[k]), want[k], rtol=1e-5)
+  assert all(float(jnp.abs(moments[k]).sum()) == 0 for k in moments if k.startswith("visual"))
+  # The visual stage: each visual kernel goes through the projector of audio's same-shape kernel.
+  proj = mie.stage_projectors(moments, params, GROUPS, "visual", 0.4)
+  assert set(proj) == {"visual_head/fc1/kernel", "visual_head/fc2/kernel"}
+  for h in HEAD:
+    np.testing.assert_allclose(np.asarray(proj[f"visual_head/{h}"]),
+                               np_projector(want[f"audio_head/{h}"], 0.4), atol=2e-5)
+  tx = optim.get("mie")(param_groups=GROUPS)
+  out, _ = jax.jit(lambda g: tx.update(g, tx.init(params), params, grad_fn=None,
+                                       mie_modality=jnp.int32(1), mie_projectors=proj))(grads)
+  for m in GROUPS:
+    for h in HEAD:
+      g = np.asarray(grads[f"{m}_head"][h.split("/")[0]]["kernel"])
+      want_g = np.asarray(proj[f"visual_head/{h}"]) @ g if m == "visual" else g
+      np.testing.assert_allclose(np.asarray(out[f"{m}_head"][h.split("/")[0]]["kernel"]), want_g,
+                                 rtol=1e-4, atol=1e-5, err_msg=f"{m} {h}")
+    np.testing.assert_array_equal(np.asarray(out[f"{m}_encoder"]["conv1"]["kernel"]),
+                                  np.asarray(grads[f"{m}_encoder"]["conv1"]["kernel"]))
+  assert not np.allclose(np.asarray(proj["visual_head/fc1/kernel"]), np.eye(4))
 
 
 def test_flat_loss_mix_perturbs_current_modality_per_tensor():
   params, grads = tree(3), tree(4)
-  tx = optim.get("mie")(param_groups=GROUPS, stage_steps="5,5", rho=0.1, flat_ratio=0.3)
-  zeros = {f"{m}_head/fc1/kernel": jnp.zeros(4) for m in GROUPS} | {
-      f"{m}_head/fc2/kernel": jnp.zeros(3) for m in GROUPS}
+  tx = optim.get("mie")(param_groups=GROUPS, rho=0.1, flat_ratio=0.3)
   grad_fn = lambda w: jax.tree_util.tree_map(lambda x: 2.0 * x, w)  # L = ||w||^2
-  out, _ = jax.jit(lambda g, p: tx.update(g, tx.init(p), p, grad_fn=grad_fn, step=jnp.int32(6),
-                                           mie_inputs=zeros))(grads, params)
-  # (stage 1 trains visual; P = projector(0) = I)
+  out, _ = jax.jit(lambda g, p: tx.update(g, tx.init(p), p, grad_fn=grad_fn,
+                                           mie_modality=jnp.int32(1), mie_projectors={}))(
+                                               grads, params)
+  # (visual trains; no projectors)
   for p, u in jax.tree_util.tree_flatten_with_path(out)[0]:
     k = optim.paths.path_str(p)
     get = lambda t: np.asarray([x for q, x in jax.tree_util.tree_flatten_with_path(t)[0]
@@ -132,29 +121,22 @@ def test_official_step_matches_fixture():
     return h, means
 
   groups = {"audio": "^audio_", "visual": "^visual_"}
-  tx = optim.get("mie")(param_groups=groups, stage_steps="3,1", tau=0.4)
-  upd = jax.jit(lambda g, s, st, x: tx.update(g, s, params, grad_fn=None, step=st, mie_inputs=x))
-  state = tx.init(params)
-  assert set(mie.input_shapes(params, groups)) == set(mie.zero_inputs(params, groups))
+  tx = optim.get("mie")(param_groups=groups)
   assert mie.source_kernels(params, groups)["visual_head/layers/0/kernel"] == [
       "audio_head/layers/0/kernel", "audio_head/layers/1/kernel"]
-  zero_grads = jax.tree_util.tree_map(jnp.zeros_like, params)
+  moments = mie.zero_moments(params, groups)
+  audio = mie.kernels_of(params, groups, "audio")
   for step in range(3):   # the audio stage: its kernels' input moments accumulate
     _, means = forward(params, "audio", jnp.asarray(z[f"loader{step}/0"]))
-    inputs = mie.zero_inputs(params, groups) | means
-    _, state = upd(zero_grads, state, step, inputs)
+    moments = mie.accumulate(moments, means, audio, True)
   ours = {"audio_encoder/1": "audio_encoder/fc/kernel", "cls_a/0": "audio_head/layers/0/kernel",
           "cls_a/2": "audio_head/layers/1/kernel", "cls_a/3": "audio_head/layers/2/kernel"}
   for theirs, q in ours.items():
-    np.testing.assert_allclose(np.asarray(state.moments[q]), z[f"moment/{theirs}"], rtol=1e-5,
+    np.testing.assert_allclose(np.asarray(moments[q]), z[f"moment/{theirs}"], rtol=1e-5,
                                atol=1e-6)
-    np.testing.assert_allclose(np.asarray(mie.projector(state.moments[q], 0.4)), z[f"P/{theirs}"],
+    np.testing.assert_allclose(np.asarray(mie.projector(moments[q], 0.4)), z[f"P/{theirs}"],
                                atol=2e-5)
-  # with_moments reaches the same state without the three steps
-  direct = mie.with_moments(tx.init(params), {q: z[f"moment/{t}"] for t, q in ours.items()})
-  for q in ours.values():
-    np.testing.assert_allclose(np.asarray(direct.moments[q]), np.asarray(state.moments[q]),
-                               rtol=1e-5, atol=1e-6)
+  proj = mie.stage_projectors(moments, params, groups, "visual", 0.4)
 
   y = jnp.asarray(np.argmax(z["train/2"], 1))
   perm, lam = jnp.asarray(z["perm"]), float(z["lam"])
@@ -164,7 +146,8 @@ def test_official_step_matches_fixture():
   def loss(p):
     return mml.mie_loss(forward(p, "visual", mixed)[0], y, perm, lam, 0.3)
   grads = jax.grad(loss)(params)
-  out, _ = upd(grads, state, 3, mie.zero_inputs(params, groups))
+  out, _ = jax.jit(lambda g: tx.update(g, tx.init(params), params, grad_fn=None,
+                                       mie_modality=jnp.int32(1), mie_projectors=proj))(grads)
   for i, name in enumerate(torch_names["visual"]):
     lay = out["visual_encoder"]["fc"] if i == 0 else out["visual_head"]["layers"][str(i - 1)]
     np.testing.assert_allclose(np.asarray(lay["kernel"]).T, z[f"grad/{name}.weight"], rtol=1e-4,

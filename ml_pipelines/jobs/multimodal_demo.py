@@ -46,9 +46,9 @@ def config_for(method: str, epochs: int, width: int, workdir: str):
   if method == "mie":  # alternate audio / visual stages of 3/10, 3/10, 2/10, 2/10 of the epochs
     parts = [max(1, round(epochs * f)) for f in (0.3, 0.3, 0.2, 0.2)]
     parts[-1] = max(1, epochs - sum(parts[:-1]))
-    stage = ",".join(str(p * spe) for p in parts)
-    c.task.mie_stage_steps = c.optimizer.mie.stage_steps = stage
-    c.optimizer.mie.collect_steps = spe
+    c.stages = tuple({**dict(stage), "steps": p * spe} for stage, p in zip(c.stages, parts))
+    c.total_steps = sum(p * spe for p in parts)
+    c.task.mie_collect_steps = spe
   return c
 
 

@@ -19,6 +19,7 @@ class Task:
   """Base class. Subclasses override `loss` and usually `eval_metrics`, and list the options they
   read from `config.task` in `OPTIONS`; any other key fails with the closest valid names."""
   OPTIONS: frozenset[str] = frozenset()
+  stage = None  # the `trainer.stages.Stage` this task object runs (set by the trainer)
 
   def __init__(self, config):
     self.config = config  # the whole run config; task options live in config.task

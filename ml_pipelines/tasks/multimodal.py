@@ -2,8 +2,8 @@
 
 The fused cross-entropy (OGM-GE, Peng et al., CVPR 2022, Eq. 1) is the loss of vanilla, OGM-GE,
 AMSS(+) and AGM, whose work happens in the optimizer (optim/): the task passes what
-`optim/_multimodal.py` lists in `tx_args` (modality_logits, labels, modality_features; mie_inputs
-for MIE) and `grad_terms` for MMPareto. Loss-side methods are options:
+`optim/_multimodal.py` lists in `tx_args` (modality_logits, labels, modality_features;
+mie_modality and mie_projectors for MIE) and `grad_terms` for MMPareto. Loss-side methods are options:
 
 - unimodal_loss_weight w: `L = CE(fused) + w * sum_m CE(m)` (MMPareto's `L_mm + sum_u L_u` with w=1);
 - grad_terms: name each unimodal CE in `aux["grad_terms"]` (MMPareto);
@@ -29,13 +29,18 @@ for MIE) and `grad_terms` for MMPareto. Loss-side methods are options:
   agm transform can scale it as the code's backward hooks do (optim/agm.py);
 - mute_modality "audio" | "visual": that input is zeroed in training and evaluation, which makes a
   unimodal model of the other modality (the demo's visual-only reference, UMT's teachers);
-- mie_stage_steps "n1,n2,...": MIE/IGM (arXiv 2407.04587) alternating unimodal stages: only the current
-  modality m is trained, on mixup inputs (Beta(mie_mixup_alpha)), with the official step loss
-  (njustkmg/IJCAI25-IGM train_CREMA.py) `(1 - r) * mixupCE(o_m, y, y[perm]) + r * CE(o_m, y)`,
-  o_m = cls_m(enc_m(mixed x_m)), r = `mie_flat_ratio` (0.3): the "flat" term is the head on the mixed
+- mie_modality "audio" | "visual": MIE/IGM (arXiv 2407.04587; njustkmg/IJCAI25-IGM train_CREMA.py)
+  trains this modality only, set per stage by the config's alternating `stages` (each with a fresh
+  optimizer, as the code makes one per stage): on mixup inputs (Beta(mie_mixup_alpha)), with the
+  official step loss `(1 - r) * mixupCE(o_m, y, y[perm]) + r * CE(o_m, y)`, o_m =
+  cls_m(enc_m(mixed x_m)), r = `mie_flat_ratio` (0.3): the "flat" term is the head on the mixed
   features against the *unmixed* labels (its SAM perturbation, rho = 1e-10, is invisible and left
-  out). `mie_flat_ratio=0` with the optimizer's `flat_ratio` > 0 is the paper's SAM form instead
-  (optim/mie.py). Prediction is the mean of the heads' softmax outputs. Needs
+  out; `mie_flat_ratio=0` with the optimizer's `flat_ratio` > 0 is the paper's SAM form instead).
+  The idle encoder keeps its batch statistics (its branch does not run officially). The task's
+  state holds the second moments of every head layer's batch-mean input, accumulated over the last
+  `mie_collect_steps` steps of each stage (0: the whole stage), and at each stage start it builds
+  the new modality's gradient projectors from the previous modality's moments (optim/mie.py,
+  tau = `mie_tau`); prediction is the mean of the heads' softmax outputs. Needs
   `model.modality_heads=True`.
 
 Batch keys: `audio` [B, F, T, 1], `visual` [B, T, H, W, 3], `label` [B].
@@ -53,12 +58,14 @@ from losses import balancing
 from losses import multimodal as mml
 from ml_pipelines import tasks
 from ml_pipelines.tasks.base import Task
+from ml_pipelines.trainer import sharding
 from optim import mie as mie_lib
 from optim import paths as paths_lib
 
 OPTIONS = frozenset({"unimodal_loss_weight", "grad_terms", "pmr_alpha", "pmr_momentum",
            "gblending_weights", "gblending_every", "gblending_val_split", "umt_teachers",
-           "umt_weight", "mute_modality", "mie_stage_steps", "mie_mixup_alpha", "mie_flat_ratio",
+           "umt_weight", "mute_modality", "mie_modality", "mie_mixup_alpha", "mie_flat_ratio",
+           "mie_tau", "mie_collect_steps",
            "agm_shapley"})
 MODALITIES = ("audio", "visual")
 
@@ -98,8 +105,12 @@ class Multimodal(Task):
     self.mute = str(t.get("mute_modality", "") or "")
     if self.mute and self.mute not in MODALITIES:
       raise ValueError(f"mute_modality must be one of {MODALITIES}, not {self.mute!r}.")
-    stages = t.get("mie_stage_steps", "")
-    self.mie_steps = mie_lib.parse_steps(stages) if stages else ()
+    self.mie_modality = str(t.get("mie_modality", "") or "")
+    if self.mie_modality and self.mie_modality not in MODALITIES:
+      raise ValueError(f"mie_modality must be one of {MODALITIES}, not {self.mie_modality!r}.")
+    self.mie_tau = float(t.get("mie_tau", 0.4))
+    self.mie_collect = int(t.get("mie_collect_steps", 0))
+    self.mie_groups = dict(config.optimizer.get("param_groups", {}))
     self.mie_alpha = float(t.get("mie_mixup_alpha", 1.0))
     self.mie_flat = float(t.get("mie_flat_ratio", 0.3))
     self.num_classes = int(config.model.num_classes)
@@ -112,6 +123,10 @@ class Multimodal(Task):
     if self.gblend_every:  # current weights and the heads' losses at the last estimate
       extra["gblend"] = {"weights": self.gblend, "train": jnp.zeros(3), "val": jnp.zeros(3),
                          "estimated": jnp.zeros([], jnp.bool_)}
+    if self.mie_modality:  # input moments of every head layer; the projectors of the current stage
+      extra["mie"] = {"moments": mie_lib.zero_moments(params, self.mie_groups),
+                      "proj": {q: jnp.eye(d, dtype=jnp.float32) for q, (d,) in
+                               mie_lib.input_shapes(params, self.mie_groups).items()}}
     if self.umt_teachers:
       extra["umt"] = {m: self._load_teacher(m, wd) for m, wd in sorted(self.umt_teachers.items())}
     return extra or None
@@ -160,21 +175,20 @@ class Multimodal(Task):
     labels = batch["label"]
     audio, perm, lam = mml.mixup(rng, batch["audio"], self.mie_alpha)
     visual = (lam * batch["visual"] + (1 - lam) * batch["visual"][perm]).astype(batch["visual"].dtype)
-    cur = mie_lib.modality_index(step, self.mie_steps, len(MODALITIES))
+    cur = MODALITIES.index(self.mie_modality)
     # Officially only the current modality's branch runs: the idle encoder's batch statistics stay.
     encoders = [getattr(model, f"{m}_encoder") for m in MODALITIES]
     before = [nnx.to_pure_dict(nnx.state(e, nnx.BatchStat)) for e in encoders]
     out = model(audio, visual)
     for i, (enc, old) in enumerate(zip(encoders, before)):
       state = nnx.state(enc, nnx.BatchStat)
-      kept = jax.tree_util.tree_map(lambda a, b: jnp.where(cur == i, a, b),
-                                    nnx.to_pure_dict(state), old)
+      kept = nnx.to_pure_dict(state) if cur == i else old
       nnx.replace_by_pure_dict(state, kept)
       nnx.update(enc, state)
     per = {m: mml.mie_loss(out["modality_logits"][m], labels, perm, lam, self.mie_flat)
            for m in MODALITIES}
-    loss = jnp.where(cur == 0, per["audio"], per["visual"])
-    metrics = {"stage_modality": cur.astype(jnp.float32),
+    loss = per[self.mie_modality]
+    metrics = {"stage_modality": jnp.float32(cur),
                **{f"{m}_loss": per[m] for m in MODALITIES}}
     return loss, out, metrics
 
@@ -203,8 +217,13 @@ class Multimodal(Task):
     batch = self._inputs(batch)
     labels = batch["label"]
     aux = {}
-    if self.mie_steps:
+    if self.mie_modality:
       loss, out, metrics = self._mie_loss(model, batch, rng, step)
+      collect = (self.mie_collect <= 0) | (step >= self.stage.end - self.mie_collect)
+      kernels = [q for q in extra["mie"]["proj"] if q.startswith(f"{self.mie_modality}_")]
+      inputs = {k: jax.lax.stop_gradient(v) for k, v in out["head_inputs"].items()}
+      aux["extra"] = {**extra, "mie": {**extra["mie"], "moments": mie_lib.accumulate(
+          extra["mie"]["moments"], inputs, kernels, collect)}}
     else:
       if self.agm_shapley:
         out, aux["grad_terms"] = self.agm_outputs(model, batch["audio"], batch["visual"], labels)
@@ -243,14 +262,17 @@ class Multimodal(Task):
     tx_args = {"modality_logits": {m: jax.lax.stop_gradient(l) for m, l in logits.items()},
                "labels": labels,
                "modality_features": {m: jax.lax.stop_gradient(f) for m, f in out["features"].items()}}
-    if self.mie_steps:
-      tx_args["mie_inputs"] = {k: jax.lax.stop_gradient(v) for k, v in out["head_inputs"].items()}
+    if self.mie_modality:
+      proj = extra["mie"]["proj"]
+      tx_args["mie_modality"] = jnp.int32(MODALITIES.index(self.mie_modality))
+      tx_args["mie_projectors"] = {q: p for q, p in proj.items()
+                                   if q.startswith(f"{self.mie_modality}_")}
     aux.update(metrics=metrics, tx_args=tx_args)
     return loss, aux
 
   # --- evaluation ------------------------------------------------------------------------------
   def _predict(self, out):
-    if self.mie_steps:  # MIE inference: mean of the unimodal softmax outputs
+    if self.mie_modality:  # MIE inference: mean of the unimodal softmax outputs
       return sum(jax.nn.softmax(out["modality_logits"][m].astype(jnp.float32)) for m in MODALITIES)
     return out["logits"]
 
@@ -278,6 +300,20 @@ class Multimodal(Task):
   def _mean_head_losses(self, env, state, split):
     out = env.predict(state, self.head_losses, split=split)
     return np.asarray([np.mean(out[f"{k}_ce"]) for k in ("audio", "visual", "fused")], np.float32)
+
+  def start_stage(self, env, state, stage):
+    """MIE: the projectors of the modality starting now, from the input moments the previous stage
+    collected (identity in the first stage); that modality's own moments restart."""
+    if not self.mie_modality or stage.index == 0:
+      return state
+    params, _ = env.variables(state)
+    mie = state["extra"]["mie"]
+    proj = {**mie["proj"], **mie_lib.stage_projectors(mie["moments"], params, self.mie_groups,
+                                                       self.mie_modality, self.mie_tau)}
+    mine = set(mie_lib.kernels_of(params, self.mie_groups, self.mie_modality))
+    moments = {q: jnp.zeros_like(m) if q in mine else m for q, m in mie["moments"].items()}
+    extra = {**state["extra"], "mie": {"moments": moments, "proj": proj}}
+    return {**state, "extra": jax.device_put(extra, sharding.replicated(env.mesh))}
 
   def after_step(self, env, state, step):
     if not self.gblend_every or step % self.gblend_every:
