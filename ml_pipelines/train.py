@@ -179,7 +179,7 @@ class Run:
     self.abstract_model.eval()
     graphdef_eval = nnx.graphdef(self.abstract_model)
     self.abstract_model.train()
-    _, abstract_params, abstract_rest = nnx.split(self.abstract_model, nnx.Param, ...)
+    _, _, abstract_rest = nnx.split(self.abstract_model, nnx.Param, ...)
     self.key_mask = jax.tree_util.tree_map(_is_key, nnx.to_pure_dict(abstract_rest))
     self.env = Env(config, self.mesh, graphdef_eval, self.key_mask, workdir)
     self.env._datasets[config.data.train_split] = self.train_ds

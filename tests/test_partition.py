@@ -6,8 +6,7 @@ import pytest
 
 from ml_pipelines import train
 from ml_pipelines.trainer import partition
-from tests.test_stages import interrupted
-from tests.test_trainer import small_config
+from tests.test_trainer import interrupted, small_config
 
 HEAD = "^fc2/"
 

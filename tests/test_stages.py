@@ -8,29 +8,7 @@ import pytest
 from ml_pipelines import tasks
 from ml_pipelines import train
 from ml_pipelines.trainer import stages as stages_lib
-from tests.test_trainer import small_config
-
-
-class _Stop(Exception):
-  pass
-
-
-def interrupted(config, workdir, stop_after: int):
-  """Runs `config` in `workdir` and dies right after step `stop_after` (before that step's
-  checkpoint is written), as a killed process would; earlier checkpoints stay."""
-  cls = tasks.get(config.task.name)
-  original = cls.after_step
-
-  def dying(self, env, state, step):
-    if step == stop_after:
-      raise _Stop(step)
-    return original(self, env, state, step)
-  cls.after_step = dying
-  try:
-    with pytest.raises(_Stop):
-      train.train_and_evaluate(config, str(workdir))
-  finally:
-    cls.after_step = original
+from tests.test_trainer import interrupted, small_config
 
 
 @tasks.register("classification_first_digits")

@@ -11,6 +11,7 @@ import pytest
 from ml_pipelines.trainer import checkpoint as checkpoint_lib
 from ml_pipelines.trainer import config as config_lib
 from ml_pipelines import data
+from ml_pipelines import tasks
 from ml_pipelines.data import pipeline as input_pipeline
 from ml_pipelines.trainer import sharding
 from ml_pipelines import train
@@ -30,6 +31,28 @@ def small_config(**overrides):
   for k, v in overrides.items():
     config_lib.override(c, [f"{k}={v!r}"])
   return c
+
+
+class _Stop(Exception):
+  pass
+
+
+def interrupted(config, workdir, stop_after: int):
+  """Runs `config` in `workdir` and dies right after step `stop_after` (before that step's
+  checkpoint is written), as a killed process would; earlier checkpoints stay."""
+  cls = tasks.get(config.task.name)
+  original = cls.after_step
+
+  def dying(self, env, state, step):
+    if step == stop_after:
+      raise _Stop(step)
+    return original(self, env, state, step)
+  cls.after_step = dying
+  try:
+    with pytest.raises(_Stop):
+      train.train_and_evaluate(config, str(workdir))
+  finally:
+    cls.after_step = original
 
 
 # --- guards -------------------------------------------------------------------------------------
