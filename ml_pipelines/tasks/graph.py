@@ -23,7 +23,7 @@ class _Classification(Task):
   """Cross-entropy of `logits(model, batch)` against `batch["label"]`."""
 
   def logits(self, model, batch):
-    raise NotImplementedError
+    raise NotImplementedError(f"{type(self).__name__} must define logits().")
 
   def _metrics(self, model, batch):
     logits = self.logits(model, batch)
