@@ -293,8 +293,7 @@ class Run:
     opt_shapes = jax.eval_shape(tx.init, params_shapes)
     out = {"step": self.repl, "params": params_sh, "frozen": frozen_sh,
            "rest": self.variable_shardings["rest"],
-           "opt_state": sharding.optimizer_state_shardings(tx, opt_shapes, params_shapes,
-                                                           params_sh, self.mesh),
+           "opt_state": sharding.optimizer_state_shardings(tx, opt_shapes, params_sh, self.mesh),
            "rng": self.repl, "bad_step": self.repl,
            "extra": jax.tree_util.tree_map(lambda _: self.repl, self._extra_shapes)}
     if self.ema_decay:

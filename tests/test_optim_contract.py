@@ -81,11 +81,12 @@ def test_contract(name, dtype):
            if hypers and dtype == jnp.float32 else factory)
   tx = optax.chain(inner(param_groups=GROUPS, **opts), optax.sgd(0.1, momentum=0.9))
   extra = _extra(name, dtype, params)
-  # Placed as the trainer places it: a leaf mirroring a parameter follows it, the rest is replicated.
+  # Placed as the trainer places it: each copy of the parameter tree follows the parameters
+  # (optax.tree_map_params), the rest is replicated.
   shapes = jax.eval_shape(tx.init, params)
   param_sh = jax.tree_util.tree_map(lambda x: x.sharding, params)
-  state0 = jax.jit(tx.init, out_shardings=sharding.follow_params(shapes, params, param_sh, mesh))(
-      params)
+  state0 = jax.jit(tx.init, out_shardings=sharding.optimizer_state_shardings(tx, shapes, param_sh,
+                                                                             mesh))(params)
   step = jax.jit(lambda g, s, p, st: tx.update(g, s, p, step=st, **extra))
   state = state0
   for i in range(2):

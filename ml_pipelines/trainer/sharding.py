@@ -100,35 +100,10 @@ def tree_shardings(tree: Any, rules, mesh: Mesh) -> Any:
       tree)
 
 
-def follow_params(tree: Any, params: Any, param_shardings: Any, mesh: Mesh) -> Any:
-  """Shardings for optimizer-state-like trees: a leaf follows the parameter it mirrors."""
-  by_path = {}
-  for (p, x), s in zip(jax.tree_util.tree_flatten_with_path(params)[0],
-                       jax.tree_util.tree_leaves(param_shardings)):
-    by_path[path_str(p)] = (tuple(np.shape(x)), s)
-
-  def pick(p, x):
-    s = path_str(p)
-    shape = tuple(np.shape(x))
-    best = None
-    for ppath, (pshape, sharding) in by_path.items():
-      if pshape == shape and (s == ppath or s.endswith("/" + ppath)):
-        if best is None or len(ppath) > len(best[0]):
-          best = (ppath, sharding)
-    return best[1] if best else NamedSharding(mesh, P())
-  return jax.tree_util.tree_map_with_path(pick, tree)
-
-
-def optimizer_state_shardings(tx, opt_state: Any, params: Any, param_shardings: Any,
-                              mesh: Mesh) -> Any:
+def optimizer_state_shardings(tx, opt_state: Any, param_shardings: Any, mesh: Mesh) -> Any:
   """Shardings for an optimizer state: each copy of the parameter tree inside it (Adam's moments,
   a method's per-parameter buffers) takes the parameters' shardings (`optax.tree_map_params`);
-  every other leaf (counts, a method's small statistics) is replicated. A transform whose state
-  layout depends on the parameters' paths (MIE's per-kernel projectors) cannot be traced that way;
-  its leaves follow the parameter whose path and shape they share (`follow_params`)."""
+  every other leaf (counts, a method's small statistics) is replicated."""
   repl = NamedSharding(mesh, P())
-  try:
-    return optax.tree_map_params(tx, lambda _, s: s, opt_state, param_shardings,
-                                 transform_non_params=lambda _: repl)
-  except ValueError:  # the state built from a placeholder has another structure
-    return follow_params(opt_state, params, param_shardings, mesh)
+  return optax.tree_map_params(tx, lambda _, s: s, opt_state, param_shardings,
+                               transform_non_params=lambda _: repl)
