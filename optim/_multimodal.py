@@ -8,7 +8,7 @@ modality names are the keys of `param_groups` (sorted: audio before visual), eac
             term_grads {m: gradient through the Shapley logit m} (task: agm_shapley)
   mmpareto  term_grads {m: grads of the unimodal loss L_m} (task: aux["grad_terms"] = {m: L_m})
   sam       nothing more (grad_fn)
-  mie       mie_inputs {Dense-kernel path: [d_in] batch-mean layer input} (see optim/mie.py)
+  mie       mie_modality (int32 index), mie_projectors {Dense-kernel path: [d_in, d_in]} (optim/mie.py)
 
 Epoch windows of the papers become step windows: with `steps_per_epoch = floor(N_train / batch)`
 (drop_last, as every official loader here), the papers' inclusive epoch range `[e0, e1]` is

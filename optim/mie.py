@@ -79,7 +79,7 @@ def _sources(kernels, names):
 
 
 def input_shapes(params, param_groups) -> dict[str, tuple[int]]:
-  """{kernel path: (d_in,)}: the keys and shapes `mie_inputs` must have."""
+  """{kernel path: (d_in,)}: every modality's Dense kernels and the width of their inputs."""
   return {q: (s[0],) for q, _, s in _kernel_paths(params, param_groups, sorted(param_groups))}
 
 
