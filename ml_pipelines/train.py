@@ -7,7 +7,8 @@
 
 The flow, top to bottom (see docs/extending.md for the extension points):
   1. config -> stages -> mesh -> task per stage -> datasets -> model split once
-  2. variables {params, rest} created in their shardings; `init_from` loads pretrained ones at step 0
+  2. variables {params, rest} created in their shardings; `init_from` loads pretrained ones at
+     step 0
   3. per stage: params split into trainable `params` and `frozen`, the stage's optax chain over the
      trainable part, its jitted, donated train step; state {step, params, frozen, rest, opt_state,
      rng, extra, bad_step[, ema_params]}
@@ -146,7 +147,7 @@ def _subtree(tree: dict, path: tuple) -> Any:
 
 @dataclasses.dataclass
 class StageProgram:
-  """What one stage runs: its task, parameter partition, optax chain, state shardings, train step."""
+  """What one stage runs: its task, parameter partition, optax chain, state shardings and step."""
   stage: stages_lib.Stage
   task: Any
   mask: Any  # bool tree over every parameter: True = trainable in this stage
@@ -324,7 +325,8 @@ class Run:
     prog = self.program(stages_lib.index_at(self.stages, step))
     params, frozen = partition.split(self.variable_shapes["params"], prog.mask)
     shapes = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params, "frozen": frozen,
-              "rest": self.variable_shapes["rest"], "opt_state": jax.eval_shape(prog.tx.init, params),
+              "rest": self.variable_shapes["rest"],
+              "opt_state": jax.eval_shape(prog.tx.init, params),
               "rng": jax.eval_shape(lambda: jax.random.PRNGKey(0)),
               "bad_step": jax.ShapeDtypeStruct((), jnp.int32), "extra": self._extra_shapes}
     if self.ema_decay:

@@ -56,7 +56,11 @@ def test_one_device_equals_eight_devices_data_by_fsdp(tmp_path):
 
 
 def test_sigkill_and_resume_is_bit_identical(tmp_path):
-  steps = ["--config.total_steps=40", "--config.checkpoint_every=10"]
+  """Killed right after the checkpoint at a stage boundary (step 20: the second stage trains only
+  the classifier with a fresh optimizer), the resumed run equals the uninterrupted one."""
+  stages = ("--config.stages=({'name': 'all', 'steps': 20}, {'name': 'head', 'steps': 20, "
+            "'trainable': '^fc2/', 'optimizer': {'learning_rate': 0.01}})")
+  steps = ["--config.total_steps=40", "--config.checkpoint_every=10", stages]
   reference, _ = _run(tmp_path / "ref.npz", tmp_path / "ref", 2, *steps)
 
   workdir = tmp_path / "killed"

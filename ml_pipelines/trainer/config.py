@@ -41,8 +41,9 @@ COMPATIBILITY_KEYS = ("seed", "model", "optimizer", "task", "data.name", "total_
 # Keys under those that only shape evaluation and outputs; they may change on a resumed run.
 COSMETIC_KEYS = ("task.plot_dir", "task.topk", "task.radius")
 # Top-level keys the trainer reads with a default, so any config can be given them on the command
-# line (`--config.ema_decay=0.9999`) without declaring them.
-OPTIONAL_DEFAULTS = {"ema_decay": 0.0, "keep_period": 0}
+# line (`--config.ema_decay=0.9999`, `--config.stages="({'steps': 100}, ...)"`) without declaring
+# them.
+OPTIONAL_DEFAULTS = {"ema_decay": 0.0, "keep_period": 0, "stages": ()}
 
 
 def load(spec: str) -> ml_collections.ConfigDict:
