@@ -10,21 +10,13 @@ Each example is one graph padded to 21 nodes and 40 edges (`data/graphs.py`), so
 """
 import ml_collections
 
+from configs.graph.common import run_config
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   del arg
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.total_steps = 300
-  c.batch_size = 32
-  c.eval_batch_size = 120
-  c.log_every = 50
-  c.eval_every = 150
-  c.checkpoint_every = 150
-  c.keep_checkpoints = 2
-  c.keep_period = 0
-  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1})
-  c.sharding_rules = ()
+  c = run_config(total_steps=300, batch_size=32, eval_batch_size=120, log_every=50,
+                 eval_every=150)
   c.data = ml_collections.ConfigDict(dict(
       name="cycles_paths", train_split="train", eval_split="test", num_graphs=600, min_nodes=6,
       max_nodes=20, graph_seed=0))

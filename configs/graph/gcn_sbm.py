@@ -11,21 +11,14 @@ weights, 200 epochs. Evaluation reads the test nodes off one whole-graph forward
 """
 import ml_collections
 
+from configs.graph.common import run_config
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   del arg
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.total_steps = 200
-  c.batch_size = 240  # every training node of the 400-node graph's 60% split
-  c.eval_batch_size = 80
-  c.log_every = 20
-  c.eval_every = 100
-  c.checkpoint_every = 100
-  c.keep_checkpoints = 2
-  c.keep_period = 0
-  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1})
-  c.sharding_rules = ()
+  # batch_size: every training node (the 400-node graph's 60% split), one full-batch step an epoch
+  c = run_config(total_steps=200, batch_size=240, eval_batch_size=80, log_every=20,
+                 eval_every=100)
   c.data = ml_collections.ConfigDict(dict(
       name="sbm", train_split="train", eval_split="test", num_nodes=400, num_classes=4,
       avg_degree=8.0, homophily=0.9, feature_dim=8, feature_noise=1.0, graph_seed=0))

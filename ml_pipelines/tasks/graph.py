@@ -20,10 +20,7 @@ from ml_pipelines.tasks.base import Task
 
 
 class _Classification(Task):
-  """Cross-entropy of `logits(model, batch)` against `batch["label"]`."""
-
-  def logits(self, model, batch):
-    raise NotImplementedError(f"{type(self).__name__} must define logits().")
+  """Cross-entropy of `self.logits(model, batch)` (each subclass's own) against `batch["label"]`."""
 
   def _metrics(self, model, batch):
     logits = self.logits(model, batch)
