@@ -136,7 +136,10 @@ class TorchResNet(TorchStateDict):
 class GoogleViT(Converter):
   """The original ViT `.npz` (Flax names; kernels already HWIO / [in, out]). Attention q, k, v are
   separate [D, heads, head_dim] kernels there and one [D, 3D] `qkv` kernel here (q | k | v, each
-  head-major, as timm); the output projection is [heads, head_dim, D] there."""
+  head-major, as timm); the output projection is [heads, head_dim, D] there. The ImageNet-21k
+  files' `pre_logits` (representation) layer is never loaded: our ViT has none, and fine-tuning
+  drops it (timm's npz loader too)."""
+  ignore = re.compile(r"^pre_logits/")
   _BLOCK = re.compile(r"^blocks/(\d+)/(.+)$")
   _IN_BLOCK = {"norm1": "LayerNorm_0", "norm2": "LayerNorm_2",
                "attn/proj": "MultiHeadDotProductAttention_1/out",
