@@ -1,6 +1,6 @@
-"""SNELL through the one trainer: a frozen ViT whose adapters, head and class token train
-(configs/peft/snell.py), with no gradient and no optimizer state for the frozen weights, and the
-per-dataset table of the official scripts."""
+"""SNELL through the one trainer (configs/peft/snell.py): no gradient and no optimizer memory for
+the frozen weights in the compiled step, and the per-dataset table of the official scripts. (A run
+on a fake VTAB-1k task checks the trained/frozen state: tests/test_peft_data.py.)"""
 from __future__ import annotations
 
 import jax
@@ -30,24 +30,6 @@ def _digits(**overrides):
       target = target[p]
     target[path[-1] if path else node] = v
   return c
-
-
-def test_snell_trains_adapters_head_and_cls_token_only(tmp_path):
-  import models
-  from flax import nnx
-  c = _digits()
-  init = _flat(nnx.to_pure_dict(nnx.state(models.build(c.model, seed=c.seed), nnx.Param)))
-  state = train.train_and_evaluate(c, str(tmp_path))["state"]
-  trainable = _flat(state["params"])
-  assert trainable and all(any(t in k for t in TRAINABLE) for k in trainable), sorted(trainable)
-  assert {"cls_token", "head/kernel", "blocks/0/attn/adapter_q/a"} <= set(trainable)
-  assert not any(k.startswith("head") or "adapter_" in k for k in _flat(state["frozen"]))
-  for k, v in _flat(state["frozen"]).items():
-    np.testing.assert_array_equal(v, init[k], err_msg=k)  # the backbone did not move
-  assert np.abs(trainable["blocks/0/attn/adapter_q/a"] - init["blocks/0/attn/adapter_q/a"]).max() > 0
-  # AdamW's two moments for exactly the trainable values, nothing for the frozen ones.
-  moments = sum(x.nbytes for x in jax.tree_util.tree_leaves(state["opt_state"]) if x.ndim)
-  assert moments == 2 * sum(v.nbytes for v in trainable.values())
 
 
 def test_frozen_backbone_saves_gradient_and_optimizer_memory():
