@@ -104,6 +104,16 @@ def test_sparsify_keeps_the_top_fraction_with_squared_magnitude():
   np.testing.assert_allclose(soft, dw * np.maximum(np.abs(dw) - thr, 0.0), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("q", [0.0, 0.1, 0.37, 0.5, 0.995, 0.999])
+def test_quantile_by_selection_equals_numpy(q):
+  rng = np.random.default_rng(3)
+  x = np.abs(rng.normal(size=(37, 53))).astype(np.float32)
+  x[0, :5] = x[1, :5]  # ties
+  x[2, :3] = 0.0
+  np.testing.assert_allclose(peft.quantile_nonnegative(jnp.asarray(x), q),
+                             np.quantile(x.astype(np.float64), q), rtol=1e-6)
+
+
 def test_separate_thresholds_on_fused_qkv():
   """Each of q, k, v keeps exactly its own top (1 - s): one quantile over the fused matrix would
   not (the three adapters are scaled 1, 10, 100 here)."""
