@@ -52,7 +52,8 @@ DEFAULTS = dict(kind="kernel", rank=8, kernel="distance", sparsity=0.0, sparsify
 
 
 def adapter_options(options) -> dict:
-  """The adapter config block with its defaults; unknown keys and values fail with the valid ones."""
+  """The adapter config block with its defaults; unknown keys and values fail with the valid
+  ones."""
   options = dict(options.to_dict() if hasattr(options, "to_dict") else options)
   unknown_options(options, tuple(DEFAULTS), "model.adapter")
   out = {**DEFAULTS, **options}
@@ -66,7 +67,7 @@ def adapter_options(options) -> dict:
   return out
 
 
-# --- the delta matrix, as pure functions ------------------------------------------------------------
+# --- the delta matrix, as pure functions --------------------------------------------------------
 def head_coefficients(heads: int, coeff: float = 0.1) -> jnp.ndarray:
   """c_h = coeff * (-1)^h (official `shared_coeff_fc`)."""
   return jnp.asarray([coeff * (-1) ** h for h in range(heads)], jnp.float32)
@@ -166,7 +167,7 @@ def _uniform(bound):
   return init
 
 
-# --- modules ---------------------------------------------------------------------------------------
+# --- modules --------------------------------------------------------------------------------------
 class Adapter(nnx.Module):
   """One adapted matrix: `adapter(x)` = DropPath(x dW_s) (the official `TuningModule`)."""
 

@@ -15,7 +15,6 @@ import models
 
 from configs.peft import snell
 from ml_pipelines import data, train
-from ml_pipelines.data import fgvc
 from ml_pipelines.data.imagenet import MEAN, STD
 from ml_pipelines.prep import vtab as prep_vtab
 

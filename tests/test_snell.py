@@ -60,7 +60,8 @@ def _block_from_official(ref):
     for part in ours.split("."):
       mod = getattr(mod, part)
     mod.kernel[...], mod.bias[...] = p[f"{theirs}.weight"].T, p[f"{theirs}.bias"]
-  pairs = {f"attn.additional_{n}": getattr(block.attn, f"adapter_{n}") for n in ("q", "k", "v", "proj")}
+  pairs = {f"attn.additional_{n}": getattr(block.attn, f"adapter_{n}")
+           for n in ("q", "k", "v", "proj")}
   pairs.update({f"mlp.additional_{n}": getattr(block.mlp, f"adapter_{n}") for n in ("fc1", "fc2")})
   for theirs, adapter in pairs.items():
     adapter.a[...] = p[f"{theirs}.learnable.In_Qs"]

@@ -58,7 +58,8 @@ def test_per_dataset_table_follows_the_official_scripts():
   assert flowers32.model.adapter.sparsity == 0.8 and flowers32.model.adapter.rank == 32
   assert snell.get_config("cars").model.adapter.sparsity == 0.0  # the code's KLoRA
   cam = snell.get_config("vtab_patch_camelyon")
-  assert (cam.optimizer.learning_rate, cam.optimizer.weight_decay, cam.batch_size) == (7e-4, 0.05, 16)
+  assert (cam.optimizer.learning_rate, cam.optimizer.weight_decay,
+          cam.batch_size) == (7e-4, 0.05, 16)
   assert cam.model.adapter.rank == 32 and cam.model.num_classes == 2
   assert cam.total_steps == 100 * (1000 // 16)
   assert snell.get_config("vtab_dtd").model.adapter.sparsity == 0.995

@@ -58,7 +58,8 @@ def test_in21k_npz_with_pre_logits_and_21k_head(tmp_path):
                         shardings)
   _check_loaded(out, sd, variables)
   # Without skipping the new parts, strict loading names every adapter factor it cannot find.
-  with pytest.raises(ValueError, match=r"blocks/0/attn/adapter_q/a <- .*blocks/1/mlp/adapter_fc2/b"):
+  with pytest.raises(ValueError,
+                     match=r"blocks/0/attn/adapter_q/a <- .*blocks/1/mlp/adapter_fc2/b"):
     init_from.apply({"path": npz_path, "converter": "vit_npz", "skip": "^head/"}, variables,
                     shardings)
 

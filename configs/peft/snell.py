@@ -15,8 +15,8 @@ ViT from scratch on digits_rgb: for tests and smoke runs). The per-set learning 
 sparsity s (`init_thres`), batch size and epochs are the official scripts'.
 
 Recipe (train.py of the code): AdamW lr as the table, weight decay on the head kernel and the
-adapter factors only; cosine schedule with 10 warm-up epochs down to a 1e-5 floor (timm warms up from 1e-6,
-ours from 0); no label smoothing, mixup or cutmix; fp32; trainable = the
+adapter factors only; cosine schedule with 10 warm-up epochs down to a 1e-5 floor (timm warms
+up from 1e-6, ours from 0); no label smoothing, mixup or cutmix; fp32; trainable = the
 adapters, the new head and the class token (the code's `freeze_stages`); backbone drop-path 0.1,
 adapter dropout and drop-path 0.1. The code reports the best test accuracy over evaluations; the
 trainer logs every evaluation, and `eval_every` here evaluates every 10 epochs as the code does.

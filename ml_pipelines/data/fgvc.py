@@ -1,5 +1,5 @@
-"""The FGVC benchmark of visual prompt / sparse tuning (VPT, Jia et al. 2022; SNELL, Shen et al. 2024):
-CUB-200-2011, NABirds, Oxford Flowers, Stanford Dogs, Stanford Cars.
+"""The FGVC benchmark of visual prompt / sparse tuning (VPT, Jia et al. 2022; SNELL, Shen et al.
+2024): CUB-200-2011, NABirds, Oxford Flowers, Stanford Dogs, Stanford Cars.
 
 `fgvc` (config.data.dataset = cub | nabirds | flowers | dogs | cars, data_dir, source):
 - source="manual" (every set): the VPT layout, as the official SNELL loader reads it
@@ -131,7 +131,7 @@ def fgvc(config, split: str) -> data.Dataset:
     raise ValueError(f"data.source={source_kind!r}; valid: manual, tfds")
   size = int(config.get("image_size", 224))
   train, evaluate = preprocess(size, float(config.get("color_jitter", 0.4)))
-  return data.Dataset(source=source,
-                      element_spec={"image": ((size, size, 3), np.float32), "label": ((), np.int32)},
+  spec = {"image": ((size, size, 3), np.float32), "label": ((), np.int32)}
+  return data.Dataset(source=source, element_spec=spec,
                       preprocess=train, eval_preprocess=evaluate,
                       info={"num_classes": NUM_CLASSES[name]})

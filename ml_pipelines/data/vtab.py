@@ -31,7 +31,7 @@ def vtab(config, split: str) -> data.Dataset:
       raise ValueError(f"vtab {task}: image of {img.shape[:2]}, expected {size} x {size} (prepare "
                        f"the task with --image_size={size})")
     return {"image": ((img - MEAN) / STD).astype(np.float32), "label": np.int32(ex["label"])}
-  return data.Dataset(source=source,
-                      element_spec={"image": ((size, size, 3), np.float32), "label": ((), np.int32)},
+  spec = {"image": ((size, size, 3), np.float32), "label": ((), np.int32)}
+  return data.Dataset(source=source, element_spec=spec,
                       preprocess=normalise, eval_preprocess=normalise,
                       info={"num_classes": TASKS[task]})

@@ -1,6 +1,7 @@
-"""Prepares VTAB-1k (Zhai et al. 2019) as ArrayRecord for the `vtab` dataset, from the extracted copy
-with the standard 800/200 lists that NOAH / SSF / SNELL read (`vtab-1k/<task>/` with the images and
-`train800.txt`, `val200.txt`, `train800val200.txt`, `test.txt`, lines "relative/path label").
+"""Prepares VTAB-1k (Zhai et al. 2019) as ArrayRecord for the `vtab` dataset, from the extracted
+copy with the standard 800/200 lists that NOAH / SSF / SNELL read (`vtab-1k/<task>/` with the
+images and `train800.txt`, `val200.txt`, `train800val200.txt`, `test.txt`, lines
+"relative/path label").
 
     python -m ml_pipelines.prep.vtab --source_dir=~/vtab-1k --out_dir=data/vtab-1k \
         [--tasks=cifar,dtd] [--image_size=224]
