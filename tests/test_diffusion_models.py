@@ -1,0 +1,91 @@
+"""The NNX Stable Diffusion UNet / VAE / ControlNet against diffusers on tiny random models
+(tests/fixtures/diffusion/make_fixtures.py: saved with `save_pretrained`, activations from PyTorch
+forward hooks and the official extractor's attention store)."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from models.diffusion.weights import load_component
+
+FIX = os.path.join(os.path.dirname(__file__), "fixtures", "diffusion")
+WEIGHTS = os.path.join(FIX, "weights")
+
+
+@pytest.fixture(scope="module")
+def ref():
+  return np.load(os.path.join(FIX, "tiny_sd.npz"))
+
+
+@pytest.fixture(scope="module")
+def unet():
+  return load_component(WEIGHTS, "unet")
+
+
+def test_unet_eps_and_every_activation_match_diffusers(ref, unet):
+  ids = frozenset(k[4:] for k in ref.files if k.startswith("tap/") and k != "tap/attn")
+  assert len(ids) == 147  # every id of the tiny 4-level UNet
+  fn, args = _forward(unet, ref, taps=ids, attention=("up_cross",))
+  eps, taps = fn(*args)
+  np.testing.assert_allclose(eps, ref["eps"], atol=1e-5, rtol=0)
+  assert set(taps) == ids | {"attn"}
+  for k in sorted(ids) + ["attn"]:
+    np.testing.assert_allclose(taps[k], ref[f"tap/{k}"], atol=1e-5, rtol=0, err_msg=k)
+  assert taps["attn"].shape[-1] == 2 * ref["text"].shape[1]  # two map sizes x tokens
+
+
+def _forward(unet, ref, **kw):
+  graphdef, state = nnx.split(unet)
+  fn = jax.jit(lambda s, x, c: nnx.merge(graphdef, s)(x, int(ref["t"]), c, **kw))
+  return fn, (state, jnp.asarray(ref["sample"]), jnp.asarray(ref["text"]))
+
+
+def test_unrequested_taps_cost_nothing(ref, unet):
+  """Requested activations add no operation to the traced program (their values exist anyway), and
+  unrequested ones are never outputs, so XLA drops whatever only they would need."""
+  def ops(taps):
+    fn, args = _forward(unet, ref, taps=taps)
+    eqns = jax.make_jaxpr(fn)(*args).jaxpr.eqns[0].params["jaxpr"].eqns
+    return sum(e.primitive.name != "reshape" for e in eqns)  # tokens -> NHWC is a view
+  plain = ops(frozenset())
+  assert ops(frozenset({"up-level1-repeat0-res-out", "up-level1-repeat0-vit-block0-cross-q"})) == plain
+
+
+def test_unknown_activation_id_lists_closest(ref, unet):
+  fn, args = _forward(unet, ref, taps=frozenset({"up-level1-repeat1-vit-block0-crossq"}))
+  with pytest.raises(KeyError, match="up-level1-repeat1-vit-block0-cross-q"):
+    jax.eval_shape(fn, *args)
+
+
+def test_controlnet_residuals_and_controlled_eps_match_diffusers(ref, unet):
+  net = load_component(WEIGHTS, "controlnet")
+  x, c = jnp.asarray(ref["sample"]), jnp.asarray(ref["text"])
+  down, mid = net(x, int(ref["t"]), c, jnp.asarray(ref["cond"]))
+  for i, d in enumerate(down):
+    np.testing.assert_allclose(d, ref[f"control_down_{i}"], atol=1e-5, rtol=0)
+  np.testing.assert_allclose(mid, ref["control_mid"], atol=1e-5, rtol=0)
+  eps, _ = unet(x, int(ref["t"]), c, down_residuals=down, mid_residual=mid)
+  np.testing.assert_allclose(eps, ref["eps_control"], atol=1e-5, rtol=0)
+
+
+def test_vae_encode_decode_match_diffusers(ref):
+  vae = load_component(WEIGHTS, "vae")
+  mean, logvar = vae.encode(jnp.asarray(ref["image"]))
+  np.testing.assert_allclose(mean, ref["vae_mean"], atol=1e-5, rtol=0)
+  np.testing.assert_allclose(logvar, ref["vae_logvar"], atol=1e-5, rtol=0)
+  np.testing.assert_allclose(vae.decode(mean), ref["vae_decoded"], atol=1e-5, rtol=0)
+
+
+def test_missing_component_is_named(tmp_path):
+  shutil.copytree(os.path.join(WEIGHTS, "unet"), tmp_path / "unet")
+  with pytest.raises(FileNotFoundError, match="missing the component 'vae'"):
+    load_component(str(tmp_path), "vae")
+  os.remove(tmp_path / "unet" / "diffusion_pytorch_model.safetensors")
+  with pytest.raises(FileNotFoundError, match="config.json and one of"):
+    load_component(str(tmp_path), "unet")
