@@ -89,3 +89,28 @@ def test_missing_component_is_named(tmp_path):
   os.remove(tmp_path / "unet" / "diffusion_pytorch_model.safetensors")
   with pytest.raises(FileNotFoundError, match="config.json and one of"):
     load_component(str(tmp_path), "unet")
+
+
+def test_lora_merge_equals_merged_state_dict(ref):
+  """PEFT- and kohya-layout LoRA files give the UNet whose state dict is W + (alpha/r) B A."""
+  from models import convert
+  from models.diffusion import lora
+  rng = np.random.default_rng(0)
+  sd = convert.load_state_dict(os.path.join(WEIGHTS, "unet", "diffusion_pytorch_model.safetensors"))
+  q = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+  v = "up_blocks.3.attentions.1.transformer_blocks.0.attn2.to_v"
+  a_q, b_q = rng.normal(size=(2, 4)), rng.normal(size=(4, 2))
+  a_v, b_v = rng.normal(size=(3, 8)), rng.normal(size=(4, 3))
+  peft = {f"unet.{q}.lora_A.weight": a_q, f"unet.{q}.lora_B.weight": b_q}
+  kohya = {f"lora_unet_{v.replace('.', '_')}.lora_down.weight": a_v,
+           f"lora_unet_{v.replace('.', '_')}.lora_up.weight": b_v,
+           f"lora_unet_{v.replace('.', '_')}.alpha": np.float32(1.5)}
+  expected = dict(sd)
+  expected[f"{q}.weight"] = sd[f"{q}.weight"] + 0.5 * (b_q @ a_q)
+  expected[f"{v}.weight"] = sd[f"{v}.weight"] + 0.5 * (1.5 / 3) * (b_v @ a_v)
+  unet = lora.merge_lora(load_component(WEIGHTS, "unet"), {**peft, **kohya}, scale=0.5)
+  got = convert.to_state_dict(unet)
+  for k in (f"{q}.weight", f"{v}.weight", "conv_in.weight"):
+    np.testing.assert_allclose(got[k], expected[k], atol=1e-6, err_msg=k)
+  with pytest.raises(KeyError, match="names no projection"):
+    lora.merge_lora(unet, {"lora_unet_nowhere_to_q.lora_down.weight": a_q})
