@@ -114,3 +114,14 @@ def test_lora_merge_equals_merged_state_dict(ref):
     np.testing.assert_allclose(got[k], expected[k], atol=1e-6, err_msg=k)
   with pytest.raises(KeyError, match="names no projection"):
     lora.merge_lora(unet, {"lora_unet_nowhere_to_q.lora_down.weight": a_q})
+
+
+def test_activation_listing_and_official_set_files(ref, unet, tmp_path):
+  import json
+  from models.diffusion import activation_sets
+  shapes = activation_sets.activation_shapes(unet, 8, tokens=5, batch=2, attention=("up_cross",))
+  assert shapes == {k[4:]: ref[k].shape for k in ref.files if k.startswith("tap/")}
+  path = tmp_path / "config_15_practical.json"  # the official format, as released
+  path.write_text(json.dumps({i: True for i in activation_sets.SETS["practical"][0]} | {"x": False}))
+  assert activation_sets.load(str(path)) == (activation_sets.SETS["practical"][0], ())
+  assert activation_sets.load("amalgamation")[1] == ("up_cross",)
