@@ -2,7 +2,8 @@
 Supervision"): a text transformer and an image tower (ViT or ModifiedResNet) mapped into one
 embedding space, logits `exp(t) <I/|I|, T/|T|>` (Sec. 2.3, Fig. 3). Layout and numerics follow
 openai/CLIP `clip/model.py` and mlfoundations/open_clip (`model.py`, `transformer.py`,
-`modified_resnet.py`), so their state dicts load with the `open_clip` converter (below). NHWC images.
+`modified_resnet.py`), so their state dicts load with the `open_clip` converter (below). NHWC
+images.
 
 Towers, each usable alone:
 - `TextTransformer`: token + learned positional embedding, causal pre-LN transformer, `ln_final`;
@@ -59,7 +60,8 @@ def _normal(std):
 
 # --- transformer (both towers) --------------------------------------------------------------------
 class ResidualAttentionBlock(nnx.Module):
-  """x + attn(ln_1(x)), then + mlp(ln_2(x)) (CLIP's `ResidualAttentionBlock`, LayerNorm eps 1e-5)."""
+  """x + attn(ln_1(x)), then + mlp(ln_2(x)) (CLIP's `ResidualAttentionBlock`; LayerNorm eps
+  1e-5)."""
 
   def __init__(self, width, heads, *, act, causal, dtype, rngs):
     self.causal = causal
@@ -190,7 +192,8 @@ def _conv(cin, cout, k, *, dtype, rngs):
 
 
 class Bottleneck(nnx.Module):
-  """1x1, 3x3, [avg-pool stride], 1x1 (x4); shortcut avg-pool + 1x1 conv + BN where shapes change."""
+  """1x1, 3x3, [avg-pool stride], 1x1 (x4); the shortcut is avg-pool + 1x1 conv + BN where the
+  shape changes."""
   expansion = 4
 
   def __init__(self, cin, planes, stride, *, dtype, rngs):

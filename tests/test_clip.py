@@ -83,8 +83,8 @@ def test_other_architecture_lists_the_mismatched_names():
   sd, _ = _fixture("open_clip_vit")
   with pytest.raises(ValueError, match=r"(?s)missing in the file.*visual/attnpool/q_proj/kernel "
                      r"<- visual\.attnpool\.q_proj\.weight.*unexpected.*visual\.class_embedding"):
-    convert.load_into(nnx.eval_shape(lambda: models.build("clip_tiny_vit", **BUILD["open_clip_rn"])),
-                      sd, converter=convert.get("open_clip"))
+    rn = nnx.eval_shape(lambda: models.build("clip_tiny_vit", **BUILD["open_clip_rn"]))
+    convert.load_into(rn, sd, converter=convert.get("open_clip"))
 
 
 def test_torchscript_archive_reads_as_state_dict(tmp_path):
