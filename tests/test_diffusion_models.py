@@ -125,3 +125,10 @@ def test_activation_listing_and_official_set_files(ref, unet, tmp_path):
   path.write_text(json.dumps({i: True for i in activation_sets.SETS["practical"][0]} | {"x": False}))
   assert activation_sets.load(str(path)) == (activation_sets.SETS["practical"][0], ())
   assert activation_sets.load("amalgamation")[1] == ("up_cross",)
+
+
+def test_text_encoder_matches_transformers_clip(ref):
+  from models.diffusion.text_encoder import load_text_encoder
+  enc = load_text_encoder(WEIGHTS)
+  np.testing.assert_allclose(enc.hidden_states(jnp.asarray(ref["tokens"])), ref["text_hidden"],
+                             atol=1e-5, rtol=0)
