@@ -27,9 +27,9 @@ def test_extraction_timestep_is_one_past_t():
 
 
 def test_pndm_denoising_from_60_equals_diffusers():
-  steps, noise_t, extract_t = schedules.denoising_plan(50, 60)
+  steps, noise_t, extract_t, n = schedules.denoising_plan(50, 60)
   np.testing.assert_array_equal(np.append(steps, extract_t), REF["pndm_timesteps"])
-  assert (noise_t, extract_t) == (61, 50)
+  assert (noise_t, extract_t, n) == (61, 50, 1000)
   eps = iter(REF["pndm_eps"])
   x = schedules.pndm_denoise(lambda x, t: next(eps), REF["pndm_x_start"].astype(np.float64),
                              steps, 1000, schedules.alphas_cumprod())

@@ -58,13 +58,14 @@ def extraction_timestep(t: int) -> int:
   return int(img2img_timesteps("pndm", TRAIN_STEPS, t)[0])
 
 
-def denoising_plan(t: int, denoising_from: int) -> tuple[np.ndarray, int, int]:
-  """(denoising timesteps, noising timestep, extraction timestep) of the official `denoising_from`
-  path: 1000 PNDM steps when `denoising_from - t <= 50`, else 100 with strength from/100."""
+def denoising_plan(t: int, denoising_from: int) -> tuple[np.ndarray, int, int, int]:
+  """(denoising timesteps, noising timestep, extraction timestep, scheduler steps n) of the
+  official `denoising_from` path: n = 1000 PNDM steps when `denoising_from - t <= 50`, else 100
+  with strength from/100 (as released)."""
   n = TRAIN_STEPS if denoising_from - t <= 50 else 100
   steps = img2img_timesteps("pndm", n, denoising_from)
   steps = steps[steps >= int(round(t))]
-  return steps[:-1], int(steps[0]), int(steps[-1])
+  return steps[:-1], int(steps[0]), int(steps[-1]), n
 
 
 def _prev_sample(x, eps, t, prev_t, abar):
