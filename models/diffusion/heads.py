@@ -139,3 +139,36 @@ def gate_pixel_classifier(*, rngs, num_classes: int, dim: int, ddpm_dim: int = 0
 def gate_correspondence(*, rngs, dim: int, attn_dim: int, conv_out: bool = True):
   """The GATE correspondence aggregator (`models.diffusion.heads.CorrespondenceAggregator`)."""
   return CorrespondenceAggregator(dim, attn_dim, conv_out, rngs=rngs)
+
+
+class PixelEnsemble(nnx.Module):
+  """`members` pixel classifiers trained side by side (DDPM-segmentation's ensemble of 10):
+  GATE classifiers over the variant axis (`gate=True`) or plain MLPs on the concatenated variants.
+  `__call__(x [N, V, D], ddpm=None)` -> (logits [M, N, C], -sparsity [M])."""
+
+  def __init__(self, num_classes, dim, variants, members=10, gate=True, ddpm_dim=0, *, rngs):
+    self.gate = gate
+    self.members = nnx.List([
+        GatePixelClassifier(num_classes, dim, ddpm_dim, rngs=rngs) if gate
+        else PixelMLP(num_classes, dim * variants, rngs=rngs) for _ in range(members)])
+
+  def __call__(self, x, ddpm=None):
+    if self.gate:
+      outs = [m(x, ddpm) for m in self.members]
+      return jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs])
+    flat = x.reshape(x.shape[0], -1)
+    return jnp.stack([m(flat) for m in self.members]), jnp.zeros((len(self.members),))
+
+
+def majority_vote(logits):
+  """Per-pixel mode of the members' argmax ([M, N, C] -> [N]); ties go to the smallest class, as
+  `torch.mode`."""
+  votes = jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1]).sum(0)
+  return jnp.argmax(votes, -1)
+
+
+@register("pixel_ensemble")
+def pixel_ensemble(*, rngs, num_classes: int, dim: int, variants: int = 1, members: int = 10,
+                   gate: bool = True, ddpm_dim: int = 0):
+  """`models.diffusion.heads.PixelEnsemble`."""
+  return PixelEnsemble(num_classes, dim, variants, members, gate, ddpm_dim, rngs=rngs)
