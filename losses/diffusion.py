@@ -39,10 +39,10 @@ def with_sparsity(ce, neg_sparsity, weight):
 
 
 def sparsity_walk_init():
-  """(weight, last weight, last loss improvement, last logged loss, has a logged loss)."""
-  z = jnp.zeros((), jnp.float32)
-  return {"weight": z, "last_weight": z, "last_delta": z, "loss_log": z,
-          "logged": jnp.zeros((), bool)}
+  """(weight, last weight, last loss improvement, last logged loss, has a logged loss); distinct
+  buffers, as the trainer donates the state."""
+  return {k: jnp.zeros((), jnp.float32) for k in ("weight", "last_weight", "last_delta", "loss_log")
+          } | {"logged": jnp.zeros((), bool)}
 
 
 def sparsity_walk(state, loss, step, rng, delta: float = 1e-5, every: int = 5):

@@ -64,3 +64,65 @@ class PixelEnsembleTask(Task):
     cm = segmentation.update(np.zeros((c, c), np.int64), out["label"], out["pred"],
                              self.config.task.get("ignore_label", 255))
     return {"mIoU": segmentation.mean_iou(cm), "pixel_accuracy": segmentation.pixel_accuracy(cm)}
+
+
+@tasks.register("gate_correspondence")
+class GateCorrespondenceTask(Task):
+  """The GATE correspondence aggregator on SPair pairs (one pair per example): the symmetric
+  fixed-temperature loss at the 64x64 grid plus the rescaled sparsity term (one random walk in
+  `extra`); evaluation: nearest neighbours of the source keypoints among the target's pixels after
+  bilinear upsampling to `load_size`, PCK@0.1 per image and per bounding box over all keypoints
+  (the official `validate`; its reported number is the best over validations)."""
+  OPTIONS = frozenset({"load_size", "alpha"})
+
+  def init_extra(self, env, rng, params):
+    return losses.sparsity_walk_init()
+
+  def _features(self, model, batch):
+    b = batch["feats"].shape[0]
+    x = batch["feats"].reshape(2 * b, *batch["feats"].shape[2:])
+    f, neg_sparsity = model(x, batch["attn"].reshape(2 * b, *batch["attn"].shape[2:]))
+    return f.reshape(b, 2, *f.shape[1:]), neg_sparsity
+
+  def loss(self, model, batch, rng, extra, step):
+    f, neg_sparsity = self._features(model, batch)
+    ce = jax.vmap(losses.symmetric_correspondence_loss)(
+        f[:, 0], f[:, 1], batch["src_idx"], batch["tgt_idx"], batch["valid"]).mean()
+    total = losses.with_sparsity(ce, neg_sparsity, extra["weight"])
+    extra = losses.sparsity_walk(extra, jax.lax.stop_gradient(ce), step, rng)
+    return total, {"metrics": {"clip_loss": ce, "sparsity": -neg_sparsity,
+                               "sparsity_weight": extra["weight"]}, "extra": extra}
+
+  def predict(self, model, batch):
+    f, _ = self._features(model, batch)
+    size = self.config.task.get("load_size", 512)
+
+    def one(src, tgt, pts):
+      up = lambda a: jax.image.resize(a, (size, size, a.shape[-1]), "bilinear", antialias=False)
+      src, tgt = up(src), up(tgt)
+      idx = jnp.asarray(jnp.clip(jnp.round(pts[:, 0]), 0, size - 1) * size
+                        + jnp.clip(jnp.round(pts[:, 1]), 0, size - 1), jnp.int32)
+      q = src.reshape(-1, src.shape[-1])[idx]
+      q = q / jnp.linalg.norm(q, axis=-1, keepdims=True)
+      t = tgt.reshape(-1, tgt.shape[-1])
+      t = t / jnp.linalg.norm(t, axis=-1, keepdims=True)
+      best = jnp.argmax(q @ t.T, axis=-1)
+      return jnp.stack([best // size, best % size], -1).astype(jnp.float32)
+    pred = jax.vmap(one)(f[:, 0], f[:, 1], batch["src_load"])
+    return {"pred": pred, "tgt_load": batch["tgt_load"], "valid": batch["valid"],
+            "target_size": batch["target_size"], "bbox": batch["bbox"]}
+
+  def evaluate(self, env, state):
+    from ml_pipelines.evaluators import correspondence
+    out = env.predict(state, self.predict, split=self.config.data.eval_split)
+    size = self.config.task.get("load_size", 512)
+    alpha = self.config.task.get("alpha", 0.1)
+    img, box = [], []
+    for pred, tgt, valid, wh, bbox in zip(out["pred"], out["tgt_load"], out["valid"],
+                                          out["target_size"], out["bbox"]):
+      scale = np.array([wh[1] / size, wh[0] / size])  # load grid -> original (y, x)
+      p, t = pred[valid] * scale, tgt[valid] * scale
+      img.append(correspondence.pck(p, t, image_size=tuple(wh), alpha=alpha))
+      box.append(correspondence.pck(p, t, box=tuple(bbox), alpha=alpha))
+    return {"pck_img": float(np.concatenate(img).mean()),
+            "pck_bbox": float(np.concatenate(box).mean())}
