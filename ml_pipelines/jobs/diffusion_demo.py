@@ -6,8 +6,9 @@ generated shape scenes, then the two papers' mechanisms on its activations.
 1. Data: 32x32 scenes of 1-3 coloured shapes (circle, square, triangle) on textured backgrounds
    with per-pixel masks (4 classes).
 2. Model: our NNX UNet (`models.diffusion.unet.UNet`, block_out_channels (16, 32), cross-attention
-   at 16x16 on a learned caption embedding) in pixel space with the SD scaled-linear 1000-step schedule, an
-   extra Sobel-edge input channel dropped for half of the training examples: the same network is
+   at 16x16 on a learned caption embedding) in pixel space with the SD scaled-linear 1000-step
+   schedule, an extra Sobel-edge input channel dropped for half of the training examples: the same
+   network is
    the plain model (edges zeroed) and an edge-conditioned "mini-ControlNet".
 3. (i) Generic activations (Meng et al. 2024, "Not All Diffusion Model Activations Have Been
    Evaluated"): a per-pixel linear probe on each tapped activation at t = 100 (20 labelled images,
@@ -208,16 +209,16 @@ def head_miou(train_x, train_y, test_x, test_y, gate, steps=400, seed=0):
   @jax.jit
   def step(params, rest, opt, key):
     idx = jax.random.randint(key, (256,), 0, x.shape[0])
+    m = nnx.merge(graphdef, params, rest)
 
-    def loss_fn(p, rest):
-      m = nnx.merge(graphdef, p, rest)
+    def loss_fn(m):
       logits, sp = m(x[idx])
       ce = jax.vmap(lambda l: optax.softmax_cross_entropy_with_integer_labels(
           l, jnp.asarray(y)[idx]).mean())(logits)
-      total = jax.vmap(losses.with_sparsity)(ce, sp, jnp.full(ce.shape, 1e-4)).sum() \
-          if gate else ce.sum()
-      return total, nnx.state(m, nnx.Not(nnx.Param))
-    (_, rest), g = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
+      return (jax.vmap(losses.with_sparsity)(ce, sp, jnp.full(ce.shape, 1e-4)).sum()
+              if gate else ce.sum())
+    g = nnx.grad(loss_fn, argnums=nnx.DiffState(0, nnx.Param))(m)  # updates the BN statistics
+    _, params, rest = nnx.split(m, nnx.Param, ...)
     u, opt = tx.update(g, opt)
     return optax.apply_updates(params, u), rest, opt
   key = jax.random.key(seed)
@@ -266,6 +267,9 @@ def main(argv=None) -> None:
     for k in group:
       rows_i.append([k, kind, tr[k].shape[-1], f"{probe_miou(tr[k], lab_y, te[k], test_y):.3f}"])
   log("probes done")
+  print(f"\n(i) Linear probe per activation, t = {args.t} ({args.labelled} labelled images, "
+        f"mIoU on {args.test}):")
+  print(common.markdown_table(["activation", "kind", "channels", "mIoU"], rows_i), flush=True)
   # (ii) content shift vs t: reconstruction error and a probe, plain vs edge-conditioned
   rows_ii, recon = [], {}
   x0 = test_img.astype(np.float32) / 127.5 - 1
@@ -276,9 +280,13 @@ def main(argv=None) -> None:
       fte, xhat = feats(test_img, t, use_edges)
       recon[(t, use_edges)] = xhat[:4]
       k = PROBE_ID
-      row += [f"{np.mean((xhat - x0) ** 2):.4f}", f"{probe_miou(ftr[k], lab_y, fte[k], test_y):.3f}"]
+      row += [f"{np.mean((xhat - x0) ** 2):.4f}",
+              f"{probe_miou(ftr[k], lab_y, fte[k], test_y):.3f}"]
     rows_ii.append(row)
   log("content shift done")
+  print("\n(ii) Content shift: one-step reconstruction MSE and a cross-q probe vs t:")
+  print(common.markdown_table(["t", "recon MSE plain", "probe plain", "recon MSE edge",
+                               "probe edge"], rows_ii), flush=True)
   # (iii) variants and the GATE aggregator at t
   variants = {"plain": (False, 0), "edge-conditioned": (True, 0), "second seed": (False, 1)}
   vx = {}
@@ -293,16 +301,11 @@ def main(argv=None) -> None:
   rows_iii.append(["GATE aggregator over the 3",
                    f"{head_miou(stack(0), lab_y, stack(1), test_y, True):.3f}"])
   log("variants done")
-  print(f"\n(i) Linear probe per activation, t = {args.t} ({args.labelled} labelled images, "
-        f"mIoU on {args.test}):")
-  print(common.markdown_table(["activation", "kind", "channels", "mIoU"], rows_i))
-  print("\n(ii) Content shift: one-step reconstruction MSE and a cross-q probe vs t:")
-  print(common.markdown_table(["t", "recon MSE plain", "probe plain", "recon MSE edge",
-                               "probe edge"], rows_ii))
   print(f"\n(iii) Pixel-classifier ensemble (3 members, majority vote), t = {args.t}:")
   print(common.markdown_table(["features", "mIoU"], rows_iii))
   plot(args.workdir, test_img[:4], test_y[:4], recon, rows_i)
-  print(f"\ntotal {time.time() - start:.0f} s; figure {os.path.join(args.workdir, 'diffusion_demo.png')}")
+  figure = os.path.join(args.workdir, "diffusion_demo.png")
+  print(f"\ntotal {time.time() - start:.0f} s; figure {figure}")
 
 
 def plot(workdir, images, masks, recon, rows_i):
