@@ -26,8 +26,9 @@ def symmetric_correspondence_loss(feat_a, feat_b, idx_a, idx_b, valid=None):
   (`task-corres.py::compute_clip_loss`); idx are flat row-major positions; `valid` masks padding."""
   valid = jnp.ones(idx_a.shape, bool) if valid is None else valid
   w = valid / jnp.maximum(valid.sum(), 1)
-  ce_ab = optax.softmax_cross_entropy_with_integer_labels(cosine_logits(feat_a, feat_b)[idx_a], idx_b)
-  ce_ba = optax.softmax_cross_entropy_with_integer_labels(cosine_logits(feat_b, feat_a)[idx_b], idx_a)
+  ce = optax.softmax_cross_entropy_with_integer_labels
+  ce_ab = ce(cosine_logits(feat_a, feat_b)[idx_a], idx_b)
+  ce_ba = ce(cosine_logits(feat_b, feat_a)[idx_b], idx_a)
   return (jnp.sum(w * ce_ab) + jnp.sum(w * ce_ba)) / 2
 
 

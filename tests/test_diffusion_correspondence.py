@@ -4,7 +4,6 @@ layout): one variant encodes position, one is noise; PCK@0.1 follows from the ne
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 from PIL import Image
@@ -39,8 +38,10 @@ def test_gate_correspondence_trains_and_scores_pck(tmp_path):
     pts = [[4, 3], [20, 15], [36, 26], [12, 22]]
     return {"source_path": f"cat/{a}", "target_path": f"cat/{b}", "source_points": pts,
             "target_points": pts, "category": "cat", "target_bounding_box": [0, 0, 20, 15]}
-  (tmp_path / "train.json").write_text(json.dumps([pair(names[i % 5], names[(i + 1 + i // 5) % 5]) for i in range(8)]))
-  (tmp_path / "val.json").write_text(json.dumps([pair(names[3], names[4]), pair(names[0], names[4])]))
+  train_pairs = [pair(names[i % 5], names[(i + 1 + i // 5) % 5]) for i in range(8)]
+  (tmp_path / "train.json").write_text(json.dumps(train_pairs))
+  (tmp_path / "val.json").write_text(json.dumps([pair(names[3], names[4]),
+                                                 pair(names[0], names[4])]))
   config = gate_config.get_config("spair_tiny:12,2")
   import jax
   config.batch_size = config.eval_batch_size = jax.device_count()  # one pair per device

@@ -31,14 +31,14 @@ def test_feature_job_writes_what_extract_computes(tmp_path):
     Image.fromarray(im).resize((size, size)).save(images / f"img{i}.png")
     np.save(images / f"img{i}.npy", np.full((4, 4), i, np.uint8))
   (tmp_path / "set.json").write_text(json.dumps({i: True for i in IDS}))
-  config = features_config.get_config("horse21_practical")
+  config = features_config.get_features_config("horse21_practical")
   config.update(dict(images_dir=str(images), img_size=16, batch_size=2, dtype="float32",
                      activation_set=str(tmp_path / "set.json")))
   unet, vae = load_component(WEIGHTS, "unet"), load_component(WEIGHTS, "vae")
   text = jnp.asarray(rng.normal(size=(1, 5, 8)), jnp.float32)
   with pytest.warns(UserWarning, match=r"resized to 16x16 \(the whole image, not cropped\)"):
     shapes = diffusion_features.run(config, str(tmp_path / "out"), (unet, vae, None, text))
-  assert shapes == {IDS[0]: [4, 4, 4], IDS[1]: [8, 8, 4]}  # 16 px -> 8x8 latent (the tiny VAE halves)
+  assert shapes == {IDS[0]: [4, 4, 4], IDS[1]: [8, 8, 4]}  # 16 px -> 8x8 latent (tiny VAE)
   got = [records.decode(r) for r in records.RecordSource(str(tmp_path / "out"), "train")._source]
   got = [records.decode(r) if isinstance(r, bytes) else r for r in got]
   assert [str(g["name"]) for g in got] == ["img0.png", "img1.png", "img2.png"]

@@ -54,7 +54,8 @@ def test_unrequested_taps_cost_nothing(ref, unet):
     eqns = jax.make_jaxpr(fn)(*args).jaxpr.eqns[0].params["jaxpr"].eqns
     return sum(e.primitive.name != "reshape" for e in eqns)  # tokens -> NHWC is a view
   plain = ops(frozenset())
-  assert ops(frozenset({"up-level1-repeat0-res-out", "up-level1-repeat0-vit-block0-cross-q"})) == plain
+  two = frozenset({"up-level1-repeat0-res-out", "up-level1-repeat0-vit-block0-cross-q"})
+  assert ops(two) == plain
 
 
 def test_unknown_activation_id_lists_closest(ref, unet):
@@ -122,7 +123,8 @@ def test_activation_listing_and_official_set_files(ref, unet, tmp_path):
   shapes = activation_sets.activation_shapes(unet, 8, tokens=5, batch=2, attention=("up_cross",))
   assert shapes == {k[4:]: ref[k].shape for k in ref.files if k.startswith("tap/")}
   path = tmp_path / "config_15_practical.json"  # the official format, as released
-  path.write_text(json.dumps({i: True for i in activation_sets.SETS["practical"][0]} | {"x": False}))
+  ids = activation_sets.SETS["practical"][0]
+  path.write_text(json.dumps({i: True for i in ids} | {"x": False}))
   assert activation_sets.load(str(path)) == (activation_sets.SETS["practical"][0], ())
   assert activation_sets.load("amalgamation")[1] == ("up_cross",)
 

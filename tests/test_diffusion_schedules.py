@@ -14,7 +14,8 @@ REF = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "diffusion", "
 
 @pytest.mark.parametrize("kind", ["pndm", "ddim", "ddpm"])
 def test_timesteps_and_img2img_start_equal_diffusers(kind):
-  np.testing.assert_allclose(schedules.alphas_cumprod(), REF[f"{kind}_alphas_cumprod"], rtol=5e-6)  # float32 products
+  np.testing.assert_allclose(schedules.alphas_cumprod(), REF[f"{kind}_alphas_cumprod"],
+                             rtol=5e-6)  # float32 products
   for n in (1000, 100, 50):
     np.testing.assert_array_equal(schedules.timesteps(kind, n), REF[f"{kind}_timesteps_{n}"])
   for n, t in ((1000, 50), (1000, 60), (1000, 261), (1000, 999), (100, 300)):

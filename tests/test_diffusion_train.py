@@ -6,7 +6,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 import torch
 
 from configs.diffusion import gate as gate_config
@@ -32,7 +31,8 @@ def _write_variant(root, name, labels, informative, rng):
 def test_gate_pixel_head_trains_and_votes(tmp_path):
   from ml_pipelines import train
   rng = np.random.default_rng(0)
-  blocks = lambda n: np.repeat(np.repeat(rng.integers(0, 4, (n, 4, 4)), 2, 1), 2, 2).astype(np.uint8)
+  def blocks(n):  # 2x2 blocks of 4 classes on an 8x8 grid
+    return np.repeat(np.repeat(rng.integers(0, 4, (n, 4, 4)), 2, 1), 2, 2).astype(np.uint8)
   labels = {"train": blocks(6), "test": blocks(3)}
   dirs = (_write_variant(tmp_path, "plain", labels, True, rng),
           _write_variant(tmp_path, "noise", labels, False, rng))

@@ -3,7 +3,7 @@ a folder of images, one feature variant per run, written as float16 ArrayRecord.
 
     python -m ml_pipelines.jobs.diffusion_features \
         --config=configs/diffusion/features.py:horse21_practical --out=/data/feats/horse21_plain \
-        --config.weights_dir=/models/stable-diffusion-v1-5 --config.images_dir=/data/horse_21/real/train
+        --config.weights_dir=/models/sd15 --config.images_dir=/data/horse_21/real/train
 
 Arguments: `<dataset>_<set>` with a dataset of `PROMPTS` and a set of
 `models.diffusion.activation_sets` (practical, legacy, amalgamation).
@@ -12,7 +12,7 @@ Variant switches (the content-shift paper's techniques; each run is one variant)
 - `prompt`: the prompt; `fine_grained_prompt()` gives the "high quality, ..." form;
 - `controlnet_dir` + `denoising_from=60`: ControlNet-canny (`lllyasviel/sd-controlnet-canny`), noise
   at 61 and PNDM steps with control down to t = 50;
-- `lora` (+ `lora_scale`): a LoRA file merged into the UNet (or point `weights_dir` at a merged one);
+- `lora` (+ `lora_scale`): a LoRA file merged into the UNet (or a `weights_dir` with a merged one);
 - `seed`: the VAE-sample / noise seed (a second seed is the re-sampling variant).
 """
 import ml_collections
@@ -28,7 +28,7 @@ def fine_grained_prompt(prompt: str) -> str:
   return prompt + FINE_GRAINED
 
 
-def get_config(arg: str = "horse21_practical") -> ml_collections.ConfigDict:
+def get_features_config(arg: str = "horse21_practical") -> ml_collections.ConfigDict:
   dataset, _, activation_set = arg.rpartition("_")
   c = ml_collections.ConfigDict()
   c.weights_dir = ""            # diffusers layout: unet/, vae/, text_encoder/

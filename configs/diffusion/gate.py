@@ -1,23 +1,25 @@
-"""Pixel heads on diffusion features (label-scarce segmentation): the GATE aggregator over feature
-variants (Meng et al. 2024, "Suppress Content Shift") or the plain DDPM-segmentation ensemble.
+"""Heads on diffusion features: label-scarce pixel segmentation with the GATE aggregator over
+feature variants (Meng et al. 2024, "Suppress Content Shift") or the plain DDPM-segmentation
+ensemble, and the GATE correspondence aggregator on SPair-71k.
 
-    # 1. one extraction per variant (configs/diffusion/features.py), for train and test images:
-    python -m ml_pipelines.jobs.diffusion_features --config=configs/diffusion/features.py:horse21_amalgamation \
-        --out=/feats/horse21/plain --config.weights_dir=SD15 --config.images_dir=/data/horse_21/real/train
-    #    ... fine-grained prompt, ControlNet-canny (--config.controlnet_dir=... --config.denoising_from=60),
-    #    LoRA (--config.lora=...), then the same with --config.split=test on real/test.
-    # 2. the head:
-    python -m ml_pipelines.train --config=configs/diffusion/gate.py:horse21 --workdir=/tmp/gate_horse21 \
-        --config.data.feature_dirs="('/feats/horse21/plain','/feats/horse21/prompt','/feats/horse21/canny','/feats/horse21/lora')"
+1. One extraction per variant and split (`ml_pipelines/jobs/diffusion_features.py`,
+   `configs/diffusion/features.py`: plain, fine-grained prompt, ControlNet-canny with
+   `denoising_from=60`, LoRA), e.g. `--out=/feats/horse21/plain --config.images_dir=.../real/train`.
+2. The head:
 
-Arguments: `horse21` (GATE, 4 variants of practical + 154 attention channels = 3674), `horse21_plain`
-(the ensemble on one variant), `tiny:<dim>,<variants>` (tests), `spair` (the correspondence
-aggregator: amalgamation features of several variants, AdamW 5e-4 / wd 0.01, 2 x 5,000 pairs, one
-pair per step, PCK@0.1 every 500 steps on the 360 validation pairs), `spair_tiny:<dim>,<attn>`.
+    python -m ml_pipelines.train --config=configs/diffusion/gate.py:horse21 --workdir=/tmp/gate \
+        --config.data.feature_dirs="('/feats/h21/plain','/feats/h21/prompt','/feats/h21/canny')"
+    python -m ml_pipelines.train --config=configs/diffusion/gate.py:spair --workdir=/tmp/spair \
+        --config.data.images_dir=/data/SPair-71k/JPEGImages \
+        --config.data.feature_dirs="('/feats/spair/plain','/feats/spair/seed1')" \
+        --config.data.train_pairs=spair_71k_train.json \
+        --config.data.eval_pairs=spair_71k_val-360.json
 
-    python -m ml_pipelines.train --config=configs/diffusion/gate.py:spair --workdir=/tmp/gate_spair \
-        --config.data.images_dir=/data/SPair-71k/JPEGImages --config.data.feature_dirs="(...)" \
-        --config.data.train_pairs=spair_71k_train.json --config.data.eval_pairs=spair_71k_val-360.json
+Arguments: `horse21` / `bedroom28` / `ffhq34` / `cat15` / `celeba19` (GATE; `dim` 3674: `practical`
+3520 + 154 `up_cross` attention channels), `<dataset>_plain` (the ensemble on one variant),
+`tiny:<dim>,<variants>` (tests), `spair` (AdamW 5e-4, wd 0.01, 2 x 5,000 pairs, one pair per step,
+PCK@0.1 every 500 steps on the 360 validation pairs; the paper reports the best validation),
+`spair_tiny:<dim>,<attn>` (tests).
 """
 import ml_collections
 
@@ -64,7 +66,8 @@ def get_config(arg: str = "horse21") -> ml_collections.ConfigDict:
     dim, variants = (int(v) for v in rest.split(","))
     classes, label_size, steps = 4, 8, 200
   else:
-    dim, variants, classes, label_size, steps = 3674, 1 if plain else 4, CLASSES[dataset], 256, 20000
+    dim, variants, classes = 3674, 1 if plain else 4, CLASSES[dataset]
+    label_size, steps = 256, 20000
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.total_steps = steps
@@ -77,8 +80,9 @@ def get_config(arg: str = "horse21") -> ml_collections.ConfigDict:
   c.keep_period = 0
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1})
   c.sharding_rules = ()
-  c.model = ml_collections.ConfigDict(dict(name="pixel_ensemble", num_classes=classes, dim=dim,
-                                           variants=variants, members=10, gate=not plain))
+  c.model = ml_collections.ConfigDict(dict(name="pixel_ensemble", num_classes=classes,
+                                           dim=dim, variants=variants, members=10,
+                                           gate=not plain))
   c.task = ml_collections.ConfigDict(dict(name="pixel_ensemble", sparsity=not plain,
                                           num_classes=classes, ignore_label=255))
   c.data = ml_collections.ConfigDict(dict(name="diffusion_pixels", train_split="train",

@@ -19,7 +19,8 @@ import numpy as np
 from ml_pipelines import data
 from ml_pipelines.data import records
 
-PREPARE = "python -m ml_pipelines.jobs.diffusion_features --config=configs/diffusion/features.py:..."
+PREPARE = ("python -m ml_pipelines.jobs.diffusion_features "
+           "--config=configs/diffusion/features.py:<dataset>_<set> --out=DIR")
 
 
 def image_features(example: dict, order, size: int) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Stable Diffusion feature extraction to ArrayRecord: image -> VAE latent -> noise at t -> one UNet
 forward -> the requested taps (float16, NHWC), batched and sharded over every device.
 
-    python -m ml_pipelines.jobs.diffusion_features --config=configs/diffusion/features.py:horse21_practical \
-        --out=DIR [--config.key=value ...] [--cpu_devices=N]
+    python -m ml_pipelines.jobs.diffusion_features \
+        --config=configs/diffusion/features.py:horse21_practical --out=DIR \
+        [--config.key=value ...] [--cpu_devices=N]
 
 Writes `DIR/<split>.array_record-*` with one example per image: every tap id of the set (and `attn`
 when attention maps are asked), `name`, and `label` when `<image>.npy` exists. The config and the
@@ -86,7 +87,7 @@ def run(config, out_dir: str, models=None) -> dict:
   ids, attention = activation_sets.load(
       config.activation_set, tuple(a for a in config.attention.split(",") if a) or None)
   if config.controlnet_dir and not config.denoising_from:
-    raise ValueError("controlnet_dir needs denoising_from (the released ControlNet variant uses 60)")
+    raise ValueError("controlnet_dir needs denoising_from (the released variant uses 60)")
   unet, vae, controlnet, text = models or load_models(config)
   spec = extractor.Spec(taps=ids, attention=attention, t=config.t,
                         denoising_from=config.denoising_from, control_scale=config.control_scale)
@@ -137,7 +138,7 @@ def main(argv=None) -> None:
   spec = importlib.util.spec_from_file_location("_features_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
+  config = module.get_features_config(arg) if arg else module.get_features_config()
   config = config_lib.override(config, [r.removeprefix("--config.") for r in rest])
   print(json.dumps(run(config, args.out), indent=1))
 

@@ -1,14 +1,16 @@
 """The released activation sets of Meng et al. 2024 (github.com/Darkbblue/generic-diffusion-feature,
-`feature/configs/config_15_*.json`) and the official JSON format, plus the shapes of every activation.
+`feature/configs/config_15_*.json`) and the official JSON format, plus the shapes of every
+activation.
 
 `load(spec)` takes a set name below or the path of an official config file (`{"id": true, ...}`),
 and returns `(ids, attention)`: the amalgamation set is meant with `--attention up_cross`.
 
-| name | activations | channels (512 px) |
-|---|---|---:|
-| practical | up-level1-repeat1-vit-block0-cross-q, up-level1-repeat2-res-out, up-level2-repeat1-vit-block0-cross-q, up-level3-repeat0-vit-block0-self-k | 3520 |
-| legacy | up-level{0,1,2}-upsampler-out, up-level3-repeat2-vit-out | 3520 |
-| amalgamation | up-level{1,2}-repeat1-vit-block0-cross-q, up-level2-upsampler-out, up-level3-repeat0-vit-block0-self-k + 154 maps | 3034 |
+- practical (3520 channels at 512 px): up-level1-repeat1-vit-block0-cross-q,
+  up-level1-repeat2-res-out, up-level2-repeat1-vit-block0-cross-q,
+  up-level3-repeat0-vit-block0-self-k;
+- legacy (3520): up-level{0,1,2}-upsampler-out, up-level3-repeat2-vit-out;
+- amalgamation (2880 + 154 maps): up-level{1,2}-repeat1-vit-block0-cross-q, up-level2-upsampler-out,
+  up-level3-repeat0-vit-block0-self-k, with the `up_cross` attention store.
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ SETS = {
                   ()),
     "legacy": (("up-level0-upsampler-out", "up-level1-upsampler-out", "up-level2-upsampler-out",
                 "up-level3-repeat2-vit-out"), ()),
-    "amalgamation": (("up-level1-repeat1-vit-block0-cross-q", "up-level2-repeat1-vit-block0-cross-q",
-                      "up-level2-upsampler-out", "up-level3-repeat0-vit-block0-self-k"),
+    "amalgamation": (("up-level1-repeat1-vit-block0-cross-q",
+                      "up-level2-repeat1-vit-block0-cross-q", "up-level2-upsampler-out",
+                      "up-level3-repeat0-vit-block0-self-k"),
                      ("up_cross",)),
 }
 

@@ -1,6 +1,7 @@
 """ControlNet (Zhang et al. 2023, "Adding Conditional Control to Text-to-Image Diffusion Models"),
-diffusers `ControlNetModel`, NHWC: a copy of the UNet's encoder half whose input adds an embedding of
-the condition image (edges for `lllyasviel/sd-controlnet-canny`), with a zero-initialised 1x1 conv
+diffusers `ControlNetModel`, NHWC: a copy of the UNet's encoder half whose input adds an embedding
+of the condition image (edges for `lllyasviel/sd-controlnet-canny`), with a zero-initialised 1x1
+conv
 on every skip and on the mid output. Its outputs are added to the UNet's skips and mid activation:
 
     down, mid = controlnet(z_t, t, text, cond_image)    # cond_image in [0, 1], NHWC, full size

@@ -7,10 +7,10 @@ shift), NHWC, with the official module names so their state dicts load (`models.
   per channel; the feature sum_b alpha_b * x_b (and likewise for optional DDPM features) feeds the
   classifier Linear(->128), ReLU, BN, Linear(->32), ReLU, BN, Linear(->C) (256 / 128 for >= 30
   classes). Returns (logits, -mean_pixels ||alpha||_2), the norm over the variant axis.
-- `CorrespondenceAggregator` (`correspondence_gate/correspondence/aggregation_network.py`): per image
-  and variant, w_b = Linear(GAP(Dropout(BN(ReLU(conv3x3(x_b)))))) (one weight per channel), alpha =
-  softmax_b(w); concat(sum_b alpha_b x_b, attention maps), then (the released `--algorithm conv`) a
-  3x3 conv without bias. Returns (features, -mean_images ||alpha||_2).
+- `CorrespondenceAggregator` (`correspondence_gate/correspondence/aggregation_network.py`): per
+  image and variant, w_b = Linear(GAP(Dropout(BN(ReLU(conv3x3(x_b)))))) (one weight per channel),
+  alpha = softmax_b(w); concat(sum_b alpha_b x_b, attention maps), then (the released
+  `--algorithm conv`) a 3x3 conv without bias. Returns (features, -mean_images ||alpha||_2).
 - `PixelMLP`: the classifier alone, DDPM-segmentation's pixel classifier (Baranchuk et al. 2022,
   "Label-Efficient Semantic Segmentation with Diffusion Models"), trained as an ensemble with a
   per-pixel majority vote (`ml_pipelines/tasks/diffusion_heads.py`).
@@ -67,7 +67,7 @@ def combine(weights, x):
 
 
 class PixelMLP(nnx.Module):
-  """`layers`: Linear(D, h1), ReLU, BN, Linear(h1, h2), ReLU, BN, Linear(h2, C); `__call__(x [N, D])`."""
+  """`layers`: Linear(D, h1), ReLU, BN, Linear(h1, h2), ReLU, BN, Linear(h2, C); x [N, D]."""
 
   def __init__(self, num_classes, dim, *, rngs):
     h1, h2 = (128, 32) if num_classes < 30 else (256, 128)

@@ -78,7 +78,7 @@ class ResnetBlock2D(nnx.Module):
 
 class Attention(nnx.Module):
   """softmax(q k^T / sqrt(d)) v over `heads` heads, then to_out.0. q/k/v without bias (UNet) or with
-  it (VAE). Taps `q`, `k`, `v` (projections before the head split) and `map` ([B, heads, Nq, Nk])."""
+  it (VAE). Taps `q`, `k`, `v` (projections before the head split) and `map` [B, heads, Nq, Nk]."""
 
   def __init__(self, dim, heads, context_dim=None, *, qkv_bias=False, rngs):
     context_dim = context_dim or dim
@@ -130,7 +130,8 @@ class FeedForward(nnx.Module):
   """net = [GEGLU(C -> 4C), Dropout(0), Linear(4C -> C)]. Tap `ffn-inner` (the GEGLU output)."""
 
   def __init__(self, dim, *, rngs):
-    self.net = nnx.List([GEGLU(dim, 4 * dim, rngs=rngs), Identity(), linear(4 * dim, dim, rngs=rngs)])
+    self.net = nnx.List([GEGLU(dim, 4 * dim, rngs=rngs), Identity(),
+                         linear(4 * dim, dim, rngs=rngs)])
 
   def __call__(self, x, rec=None, tap="", hw=None):
     h = self.net[0](x)

@@ -1,12 +1,14 @@
 """Noise schedules of Stable Diffusion 1.5 and diffusers' timestep mapping (PNDM / DDIM / DDPM).
 
-- Scaled-linear betas: beta_i = linspace(sqrt(0.00085), sqrt(0.012), 1000)_i^2, abar_t = prod(1 - beta)
-  (float32 as diffusers), forward noising z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps (DDPM Eq. 4).
+- Scaled-linear betas: beta_i = linspace(sqrt(0.00085), sqrt(0.012), 1000)_i^2,
+  abar_t = prod(1 - beta) (float32 as diffusers), forward noising
+  z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps (DDPM Eq. 4).
 - `timesteps`: diffusers' "leading" spacing with `steps_offset=1` (SD-1.5's `scheduler/` config);
-  PNDM with `skip_prk_steps` repeats the second-to-last step: for 1000 steps [1000, 999, 999, ..., 1].
+  PNDM with `skip_prk_steps` repeats the second-to-last step: 1000 steps are
+  [1000, 999, 999, ..., 1].
 - `img2img_timesteps`: `StableDiffusionImg2ImgPipeline.get_timesteps(n, strength)`, the start index
-  n - int(n * strength); the official extractor of Meng et al. 2024 uses n = 1000, strength t/1000, so
-  "t = 50" feeds timestep 51.
+  n - int(n * strength); the official extractor of Meng et al. 2024 uses n = 1000, strength
+  t/1000, so "t = 50" feeds timestep 51.
 - `denoising_plan`: the official `denoising_from` path (content-shift ControlNet variant): noise at
   `from`, PNDM steps down to t, extraction at t itself.
 - `pndm_denoise`: PLMS steps (PNDM, Liu et al. 2022, Eq. 9 and the linear multistep of Sec. 3.3) as

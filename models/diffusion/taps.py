@@ -92,7 +92,7 @@ class Recorder:
 
 
 def nearest_resize(x, size: int):
-  """torch `F.interpolate(mode='nearest')` of NHWC `x` to size x size: source index floor(i*in/out)."""
+  """torch `F.interpolate(mode='nearest')` of NHWC `x` to size x size: index floor(i * in / out)."""
   h, w = x.shape[1:3]
   rows = (jnp.arange(size) * h) // size
   cols = (jnp.arange(size) * w) // size

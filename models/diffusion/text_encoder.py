@@ -1,7 +1,9 @@
-"""SD-1.5's text encoder: the CLIP ViT-L/14 text transformer (`models.clip.TextTransformer`, per-token
-states after `ln_final`) loaded from a transformers `CLIPTextModel` directory (`text_encoder/`).
+"""SD-1.5's text encoder: the CLIP ViT-L/14 text transformer (`models.clip.TextTransformer`,
+per-token states after `ln_final`) loaded from a transformers `CLIPTextModel` directory
+(`text_encoder/`).
 
-transformers -> ours (keys with or without the `text_model.` prefix): `embeddings.{token,position}_embedding` -> `token_embedding`,
+transformers -> ours (keys with or without the `text_model.` prefix):
+`embeddings.{token,position}_embedding` -> `token_embedding`,
 `positional_embedding`; `encoder.layers.i.self_attn.{q,k,v}_proj` -> one `attn/qkv` (q | k | v);
 `out_proj` -> `attn/proj`; `layer_norm{1,2}` -> `ln_{1,2}`; `mlp.fc{1,2}` -> `mlp/fc{1,2}`;
 `final_layer_norm` -> `ln_final`.

@@ -102,9 +102,10 @@ class MidBlock(nnx.Module):
 
 
 class UNetEncoder(nnx.Module):
-  """The half shared by the UNet and the ControlNet: time embedding, conv_in, down and mid blocks."""
+  """What the UNet and the ControlNet share: time embedding, conv_in, down and mid blocks."""
 
-  def __init__(self, *, in_channels=4, block_out_channels: Sequence[int] = SD15["block_out_channels"],
+  def __init__(self, *, in_channels=4,
+               block_out_channels: Sequence[int] = SD15["block_out_channels"],
                down_block_types: Sequence[str] = SD15["down_block_types"], layers_per_block=2,
                cross_attention_dim=768, attention_head_dim=8, num_attention_heads=None,
                norm_num_groups=32, norm_eps=1e-5, transformer_layers_per_block=1,
@@ -119,9 +120,10 @@ class UNetEncoder(nnx.Module):
     common = dict(temb=4 * ch[0], groups=norm_num_groups, eps=norm_eps,
                   context_dim=cross_attention_dim, linear_projection=use_linear_projection)
     self.down_blocks = nnx.List([
-        DownBlock(ch[max(i - 1, 0)], ch[i], layers_per_block, attention=kind.startswith("CrossAttn"),
-                  heads=self.heads[i], depth=self.depths[i], downsample=i < n - 1, **common,
-                  rngs=rngs) for i, kind in enumerate(down_block_types)])
+        DownBlock(ch[max(i - 1, 0)], ch[i], layers_per_block,
+                  attention=kind.startswith("CrossAttn"), heads=self.heads[i],
+                  depth=self.depths[i], downsample=i < n - 1, **common, rngs=rngs)
+        for i, kind in enumerate(down_block_types)])
     self.mid_block = MidBlock(ch[-1], heads=self.heads[-1], depth=self.depths[-1], **common,
                               rngs=rngs)
     self._common = common
@@ -203,5 +205,5 @@ def options_from_diffusers(config: dict, allowed=UNET_OPTIONS) -> dict:
 
 @models.register("sd_unet")
 def sd_unet(*, rngs: nnx.Rngs, **kw) -> UNet:
-  """SD-1.5 UNet (diffusers defaults with cross_attention_dim 768); any diffusers option overrides."""
+  """SD-1.5 UNet (diffusers defaults, cross_attention_dim 768); diffusers options override."""
   return UNet(**{**SD15, **kw}, rngs=rngs)

@@ -47,7 +47,8 @@ class CoderBlock(nnx.Module):
     self.resnets = nnx.List([ResnetBlock2D(cin if j == 0 else cout, cout, None, groups, 1e-6,
                                            rngs=rngs) for j in range(n)])
     name = "downsamplers" if down else "upsamplers"
-    layer = (Downsample2D(cout, asymmetric=True, rngs=rngs) if down else Upsample2D(cout, rngs=rngs))
+    layer = (Downsample2D(cout, asymmetric=True, rngs=rngs) if down
+             else Upsample2D(cout, rngs=rngs))
     setattr(self, name, nnx.List([layer] if resample else []))
     self.down = down
 

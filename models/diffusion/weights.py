@@ -1,11 +1,12 @@
 """Importer from the diffusers / transformers safetensors layout users download
-(`stable-diffusion-v1-5/stable-diffusion-v1-5`: `unet/`, `vae/`, `text_encoder/`; ControlNets such as
-`lllyasviel/sd-controlnet-canny` are a directory of their own). Each component directory holds a
+(`stable-diffusion-v1-5/stable-diffusion-v1-5`: `unet/`, `vae/`, `text_encoder/`; ControlNets such
+as `lllyasviel/sd-controlnet-canny` are a directory of their own). Each component directory holds a
 `config.json` and `diffusion_pytorch_model.safetensors` (`model.safetensors` for the text encoder).
 
 Our modules carry diffusers' names, so a state-dict key is our path with '.' for '/'
-(`models.convert.TorchStateDict`: OIHW -> HWIO convs, [out, in] -> [in, out] linears); every missing,
-unexpected or mis-shaped key is listed by name. The model is built abstractly and filled, so no
+(`models.convert.TorchStateDict`: OIHW -> HWIO convs, [out, in] -> [in, out] linears); every
+missing, unexpected or mis-shaped key is listed by name. The model is built abstractly and filled,
+so no
 random initialisation of the full network is paid.
 
     unet = load_component("weights/sd15", "unet")
@@ -69,5 +70,5 @@ def load_component(weights_dir: str, component: str | None = None) -> nnx.Module
   options = options_from_diffusers(config) if allowed is None else options_from_diffusers(
       config, allowed)
   model = build_abstract(cls, options)
-  weights = next(os.path.join(path, f) for f in WEIGHT_FILES if os.path.exists(os.path.join(path, f)))
+  weights = next(p for f in WEIGHT_FILES if os.path.exists(p := os.path.join(path, f)))
   return convert.load_into(model, convert.load_state_dict(weights))
