@@ -328,7 +328,7 @@ def plot(workdir, images, masks, recon, rows_i):
   axes[0, 1].set_title("mask", fontsize=8)
   for a in axes.ravel():
     a.set_axis_off()
-  fig.suptitle("One-step reconstructions x0_hat: content shift grows with t; edges steer it back")
+  fig.suptitle("One-step reconstructions x0_hat vs t, without and with the edge channel")
   fig.tight_layout()
   fig.savefig(os.path.join(workdir, "diffusion_demo.png"), dpi=80)
 
