@@ -242,7 +242,8 @@ def match(ours: Mapping[str, object], theirs: Mapping[str, np.ndarray], converte
 
 # --- PyTorch files and in-place loading into a module ---------------------------------------------
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
-  """A `.safetensors` or `.pth`/`.pt`/`.bin` state dict (optionally under 'model'/'state_dict')."""
+  """A `.safetensors` or `.pth`/`.pt`/`.bin` state dict (optionally under 'model'/'state_dict'),
+  or the state dict of a TorchScript archive (`torch.jit.save`)."""
   if str(path).endswith(".safetensors"):
     from safetensors import numpy as st_numpy
     try:
@@ -252,7 +253,12 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
       sd = load_file(path)
   else:
     import torch
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+      sd = torch.load(path, map_location="cpu", weights_only=True)
+    except RuntimeError as e:  # a TorchScript archive (OpenAI's CLIP release): its parameters
+      if "TorchScript" not in str(e):
+        raise
+      sd = torch.jit.load(path, map_location="cpu").state_dict()
   for key in ("model", "state_dict", "model_ema"):
     if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
       sd = sd[key]
