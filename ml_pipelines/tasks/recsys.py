@@ -1,0 +1,63 @@
+"""Collaborative metric learning with C vectors per user: DPCML (Bao et al., NeurIPS 2022;
+statusrank/DPCML) and CML (C = 1), on the `dpcml` model.
+
+Training batches are triplets `{user [B], pos [B], neg [B] or [B, S]}` (`data/recsys.py` samples
+negatives outside the user's training items). The loss is the official one,
+
+    Σ_batch [m + s(u, v+) - s(u, v-)]_+  +  η · DCRS(all users)
+
+(the hardest of S negatives with `neg [B, S]`: DPCML2; DCRS only when η > 0, δ1 < δ2 and C > 1,
+`per_pair` chooses the code's or the paper's form, `losses/recsys.py`). The looked-up item ids go to
+the optimizer as `tx_args["item_ids"]` for the `norm_projections` post transform.
+
+Evaluation ranks every item for each user of the eval split (`scores`), removes the user's training
+items and computes P/R/NDCG@k and MAP/MRR/AUC/NDCG exactly as the official `Evaluator`
+(`evaluators/ranking.py`). The eval split's examples are user ids; `info` carries the `[U, N]`
+train and held-out masks.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from losses import recsys as losses
+from ml_pipelines import tasks
+from ml_pipelines.evaluators.ranking import ranking_metrics
+from ml_pipelines.tasks.base import Task
+
+
+@tasks.register("metric_learning_recsys")
+class MetricLearningRecsys(Task):
+  OPTIONS = frozenset({"margin", "reg", "delta1", "delta2", "per_pair", "ks"})
+
+  def option(self, name, default):
+    return self.config.task.get(name, default)
+
+  def loss_terms(self, model, batch):
+    """(summed hinge, DCRS value) of one batch."""
+    pos = model.distances(batch["user"], batch["pos"])
+    neg = model.distances(batch["user"], batch["neg"])
+    hinge = jnp.sum(losses.hinge(pos, neg, self.option("margin", 1.0)))
+    users = model.user_embeddings[...]
+    d1, d2 = self.option("delta1", 0.1), self.option("delta2", 0.35)
+    if self.option("reg", 10.0) > 0 and d1 < d2 and users.shape[1] > 1:
+      return hinge, losses.diversity_barrier(users, d1, d2, self.option("per_pair", True))
+    return hinge, jnp.zeros([])
+
+  def loss(self, model, batch, rng, extra, step):
+    hinge, dcrs = self.loss_terms(model, batch)
+    ids = jnp.concatenate([batch["pos"].reshape(-1), batch["neg"].reshape(-1)])
+    return hinge + self.option("reg", 10.0) * dcrs, {
+        "metrics": {"hinge": hinge, "dcrs": dcrs}, "tx_args": {"item_ids": ids}}
+
+  def eval_metrics(self, model, batch):
+    return {"scores": model.scores(batch["user"]), "user": batch["user"]}
+
+  def evaluate(self, env, state):
+    split = self.config.data.eval_split
+    info = env.dataset(split).info
+    out = env.predict(state, self.eval_metrics, split=split)
+    users = out["user"]
+    metrics = ranking_metrics(out["scores"], info["train_mask"][users], info["test_mask"][users],
+                              ks=tuple(self.option("ks", (3, 5))))
+    return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
