@@ -14,9 +14,12 @@ reaches the stored row unscaled), and after each optimizer step every user vecto
 norm `max_norm` (`ClipUserNorm`).
 
 Tables are plain row-indexed arrays: with `sharding_rules` placing their rows over a mesh axis, the
-lookups `jnp.take(table, ids, axis=0)` compile to the shard-local form (XLA gathers the ids, each
-shard reads its own rows, a reduction sums them; the gradient is a scatter-add into the local shard),
-so no device holds a whole table or its gradient (checked on the compiled HLO in the tests).
+lookups `jnp.take(table, ids, axis=0)` compile to the shard-local form (XLA's SPMD partitioner
+all-gathers the ids, each shard reads its own rows and zero-fills the rest, an all-reduce sums
+them; the gradient is a scatter-add into the local shard), so no device holds a whole table or its
+gradient (checked on the compiled HLO in tests/test_dpcml_sharded.py). The partitioner chooses this
+form when a batch looks up fewer rows than the table holds, which is the case at any real scale; a
+toy table smaller than the batch's ids may be all-gathered instead.
 """
 from __future__ import annotations
 
