@@ -78,5 +78,23 @@ class DPCML(nnx.Module):
          - 2 * jnp.einsum("bcd,nd->bcn", u, v))
     return -jnp.min(d, axis=1)
 
+  def top_items(self, user_ids: jax.Array, k: int, shards: int = 1
+                ) -> tuple[jax.Array, jax.Array]:
+    """(scores, item ids) `[B, k]` of each user's k best items (`top_k_by_blocks`)."""
+    return top_k_by_blocks(self.scores(user_ids), k, shards)
+
+
+def top_k_by_blocks(scores: jax.Array, k: int, shards: int) -> tuple[jax.Array, jax.Array]:
+  """Top k of `scores [B, N]` per row, ties to the smaller column, in two stages so that scores
+  sharded by item rows over `shards` devices are never gathered: each of the `shards` contiguous
+  blocks keeps its top k locally and only the `[B, shards * k]` candidates are merged."""
+  b, n = scores.shape
+  if n % shards:
+    raise ValueError(f"{n} items do not split into {shards} shards.")
+  values, ids = jax.lax.top_k(scores.reshape(b, shards, n // shards), k)
+  ids = ids + (jnp.arange(shards) * (n // shards))[None, :, None]
+  values, pick = jax.lax.top_k(values.reshape(b, -1), k)
+  return values, jnp.take_along_axis(ids.reshape(b, -1), pick, axis=1)
+
 
 models.register("dpcml", DPCML)

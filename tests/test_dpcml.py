@@ -12,6 +12,7 @@ import pytest
 from flax import nnx
 
 import models
+from models import dpcml
 import optim
 from losses import recsys as losses
 from ml_pipelines import tasks
@@ -90,3 +91,26 @@ def test_evaluator_matches_the_official_on_ties():
                         ks=(3, 5))
   for key in ("P@3", "R@3", "NDCG@3", "P@5", "R@5", "NDCG@5", "MAP", "MRR", "AUC", "NDCG"):
     np.testing.assert_allclose(got[key], REF[f"eval/{key}"], rtol=1e-6, err_msg=key)
+
+
+def test_sharded_top_k_candidates_give_the_full_ranking_metrics():
+  from ml_pipelines.tasks.recsys import top_k_metrics
+  model = models.build("dpcml", num_users=20, num_items=64, dim=4, num_vectors=2)
+  users = jnp.arange(20, dtype=jnp.int32)
+  scores = np.asarray(model.scores(users))
+  scores = np.round(scores, 1)  # ties
+  model_scores = jnp.asarray(scores)
+  values, ids = jax.jit(dpcml.top_k_by_blocks, static_argnums=(1, 2))(model_scores, 12, 4)
+  want = np.argsort(-scores, axis=1, kind="stable")[:, :12]
+  np.testing.assert_array_equal(ids, want)
+  rng = np.random.default_rng(0)
+  train = rng.random((20, 64)) < 0.1
+  test = (rng.random((20, 64)) < 0.2) & ~train
+  full = ranking_metrics(scores, train, test, ks=(3, 5))
+  values, ids = dpcml.top_k_by_blocks(model_scores, int(train.sum(1).max()) + 5, 4)
+  got = top_k_metrics(np.asarray(values), np.asarray(ids), train, test, (3, 5))
+  for k in ("P@3", "R@5", "NDCG@5"):
+    np.testing.assert_allclose(got[k], full[k], err_msg=k)
+  with pytest.raises(ValueError, match="too few"):
+    top_k_metrics(np.asarray(values)[:, :5], np.asarray(ids)[:, :5], train, test, (3, 5))
+
