@@ -154,6 +154,8 @@ class N2Node(nnx.Module):
                rngs: nnx.Rngs):
     if T < 1:
       raise ValueError(f"N² needs at least one recurrent step, got T={T}.")
+    if n_c not in (1, n_q):
+      raise ValueError(f"n_c (copies of the class neurons) must be 1 or n_q={n_q}, got {n_c}.")
     self.node_state_interface = Dense(in_features, q_dim, dropout, rngs=rngs)
     self.feat_ff = Dense(in_features, d_model, dropout, rngs=rngs)
     self.pnode_state = nnx.Param(jax.random.normal(rngs.params(), (1, n_pnode, q_dim)))

@@ -27,9 +27,9 @@ from configs.graph.common import run_config
 # name: (builder, options, #features, #classes, #training nodes) of the node tasks.
 NODE = {
     "csbm": ("sbm", dict(num_nodes=2000, num_classes=4, avg_degree=10.0, homophily=0.9,
-                         feature_dim=32, feature_noise=3.0), 32, 4, 1200),
+                         feature_dim=32, feature_noise=1.0), 32, 4, 1200),
     "csbm_hetero": ("sbm", dict(num_nodes=2000, num_classes=4, avg_degree=10.0, homophily=0.2,
-                                feature_dim=32, feature_noise=3.0), 32, 4, 1200),
+                                feature_dim=32, feature_noise=1.0), 32, 4, 1200),
     "amazon_computers": ("shchur", dict(dataset="amazon_electronics_computers"), 767, 10, 8252),
     "amazon_photo": ("shchur", dict(dataset="amazon_electronics_photo"), 745, 8, 4590),
     "coauthor_cs": ("shchur", dict(dataset="ms_academic_cs"), 6805, 15, 11001),
@@ -76,7 +76,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     splits = ("train", "test")
   else:
     builder, options, features, classes = GRAPH[dataset]
-    c = run_config(total_steps=1500 if embedded else 3000, batch_size=32, eval_batch_size=100,
+    c = run_config(total_steps=600 if embedded else 3000, batch_size=32, eval_batch_size=200,
                    log_every=50, eval_every=500)
     c.task = ml_collections.ConfigDict(dict(name="graph_classification"))
     names = {"n2": "n2_graph", "gcn": "gcn_graph_classifier", "gat": "gat_graph_classifier",
@@ -85,6 +85,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     splits = ("train", "test")
   if model == "n2":
     extra = dict(N2_EMBEDDED if embedded else N2)
+    if dataset in GRAPH:  # class neurons with one copy per pseudo-node copy (official N2Graph)
+      extra["n_c"] = extra["n_q"]
   if not embedded:
     options = {"data_dir": f"data/{dataset}", **options}
   c.data = ml_collections.ConfigDict(dict(name=builder, train_split=splits[0],
