@@ -189,14 +189,15 @@ class N2Node(nnx.Module):
 
 
 class N2Graph(N2Node):
-  """N² for graph tasks on padded graphs: logits `[B, num_classes]` (official `N2Graph`)."""
+  """N² for graph tasks on padded graphs: logits `[B, num_classes]` (official `N2Graph`); the class
+  neurons have n_q copies unless `n_c` says 1."""
 
   def __init__(self, *, in_features: int, num_classes: int, d_model: int = 128, q_dim: int = 64,
-               n_q: int = 8, n_c: int = 8, n_pnode: int = 256, T: int = 4, dropout: float = 0.4,
-               rngs: nnx.Rngs):
+               n_q: int = 8, n_c: int | None = None, n_pnode: int = 256, T: int = 4,
+               dropout: float = 0.4, rngs: nnx.Rngs):
     super().__init__(in_features=in_features, num_classes=num_classes, d_model=d_model,
-                     q_dim=q_dim, n_q=n_q, n_c=n_c, n_pnode=n_pnode, T=T, dropout=dropout,
-                     rngs=rngs)
+                     q_dim=q_dim, n_q=n_q, n_c=n_q if n_c is None else n_c, n_pnode=n_pnode, T=T,
+                     dropout=dropout, rngs=rngs)
     self.pnode_agg = Dense(n_pnode * n_q, 1, dropout, rngs=rngs)
     self.out_norm = layer_norm(q_dim, rngs=rngs)
 

@@ -85,8 +85,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     splits = ("train", "test")
   if model == "n2":
     extra = dict(N2_EMBEDDED if embedded else N2)
-    if dataset in GRAPH:  # class neurons with one copy per pseudo-node copy (official N2Graph)
-      extra["n_c"] = extra["n_q"]
   if not embedded:
     options = {"data_dir": f"data/{dataset}", **options}
   c.data = ml_collections.ConfigDict(dict(name=builder, train_split=splits[0],
