@@ -8,10 +8,10 @@ item one vector `v` (`item_embeddings [N, d]`, init N(0, 1/d)); the preference s
     s(u, v) = min_c ||u_c - v||²          (paper Eq. 3; items ranked by increasing s)
 
 Items are constrained to the unit ball and users to the sphere of radius `max_norm` by projections,
-not by the parameterisation (`optim/dpcml.py`): as the official `nn.Embedding(max_norm=1)`, the items
-a batch looks up are renormalised before the loss (`looked_up_items`, straight-through: the gradient
-reaches the stored row unscaled), and after each optimizer step every user vector is rescaled to
-norm `max_norm` (`ClipUserNorm`).
+not by the parameterisation (`optim/dpcml.py`): as the official `nn.Embedding(max_norm=1)`, the
+items a batch looks up are renormalised before the loss (`looked_up_items`, straight-through: the
+gradient reaches the stored row unscaled), and after each optimizer step every user vector is
+rescaled to norm `max_norm` (`ClipUserNorm`).
 
 Tables are plain row-indexed arrays: with `sharding_rules` placing their rows over a mesh axis, the
 lookups `jnp.take(table, ids, axis=0)` compile to the shard-local form (XLA's SPMD partitioner

@@ -12,8 +12,8 @@ self loops are added to every node.
 - `gat` / `mlp`: node classification on one whole graph `{x [N, F], senders [E], receivers [E]}`,
   logits `[N, C]`.
 - `gat_graph_classifier` / `mlp_graph_classifier`: padded graphs `{x [B, N, F], node_mask, senders,
-  receivers, edge_mask}`: the layers (ELU / ReLU after each), a masked mean over real nodes, a linear
-  head; logits `[B, C]`.
+  receivers, edge_mask}`: the layers (ELU / ReLU after each), a masked mean over real nodes, a
+  linear head; logits `[B, C]`.
 """
 from __future__ import annotations
 

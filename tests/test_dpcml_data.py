@@ -57,7 +57,8 @@ def test_dpcml_config_learns_the_generated_multi_interest_users(tmp_path):
   c = config_lib.load(os.path.join(ROOT, "configs/recsys/dpcml.py") + ":multi_interest,dpcml2")
   for k, v in {"data.num_users": 256, "data.num_items": 200, "model.num_users": 256,
                "model.num_items": 200, "model.dim": 16, "total_steps": 150, "eval_every": 0,
-               "checkpoint_every": 0, "eval_batch_size": 64, "optimizer.learning_rate": 0.01}.items():
+               "checkpoint_every": 0, "eval_batch_size": 64,
+               "optimizer.learning_rate": 0.01}.items():
     config_lib.override(c, [f"{k}={v!r}"])
   result = train.train_and_evaluate(c, str(tmp_path))
   val = recsys.multi_interest_set(c.data, "val")

@@ -5,7 +5,6 @@ batch looks up far fewer rows than the tables hold, as at any real scale."""
 import re
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax

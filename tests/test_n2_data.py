@@ -3,10 +3,8 @@ edge-range check, and an N² config trained from a fake Amazon-Photo npz."""
 import gzip
 import os
 
-import jax
 import numpy as np
 import pytest
-from flax import nnx
 
 import models
 from ml_pipelines import train

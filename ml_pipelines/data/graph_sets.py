@@ -8,24 +8,27 @@ Node tasks (layout a of `graphs.py`: examples are node ids, the graph a task con
 - "shchur" (Amazon-Computers/Photo, Coauthor-CS/Physics, Shchur et al. 2018): the `.npz` that PyG
   downloads, CSR `adj_data / adj_indices / adj_indptr / adj_shape`, CSR `attr_*` and `labels`; the
   graph is made undirected without self loops. Split: a random 60/20/20 partition seeded by
-  `split_seed` (the official code draws it with `torch.randperm` after `torch.manual_seed(42)`, which
-  NumPy cannot reproduce; the proportions are the same).
-- "ogbn" (ogbn-arxiv): the OGB raw layout, `raw/edge.csv.gz` (`src,dst` rows), `raw/node-feat.csv.gz`,
-  `raw/node-label.csv.gz` and `split/<scheme>/{train,valid,test}.csv.gz`. As in the official loader
-  the edges keep their stored direction (`undirected=False`): node `src` aggregates from `dst`.
+  `split_seed` (the official code draws it with `torch.randperm` after `torch.manual_seed(42)`,
+  which NumPy cannot reproduce; the proportions are the same).
+- "ogbn" (ogbn-arxiv): the OGB raw layout, `raw/edge.csv.gz` (`src,dst` rows),
+  `raw/node-feat.csv.gz`, `raw/node-label.csv.gz` and `split/<scheme>/{train,valid,test}.csv.gz`. As
+  in the official loader the edges keep their stored direction (`undirected=False`): node `src`
+  aggregates from `dst`.
 Graph tasks (layout b: each example one padded graph):
 - "tu" (PROTEINS, NCI1, IMDB-BINARY, IMDB-MULTI, COLLAB): the TUDataset text files `<name>_A.txt`,
   `_graph_indicator.txt`, `_graph_labels.txt` and, if present, `_node_labels.txt` (one-hot, PyG's
   default features); `degree_features=True` uses one-hot degrees up to the dataset's maximum instead
   (the official choice for IMDB and COLLAB). Folds: `StratifiedKFold(10, shuffle=True,
-  random_state=42)` as the official code. Protocol `"folds"` (default, the paper's cross-validation):
-  test = fold `fold`, val = fold `fold + 1`, train = the other eight. `"official"` reproduces the
-  released code, whose test set is the whole dataset (training graphs included): train = nine folds,
-  val = fold `fold`, test = all graphs. Not the paper's protocol, kept only to compare numbers.
-- "far_pair" (generated, no download): `num_graphs` random connected graphs of `min_nodes..max_nodes`
-  nodes (a random tree plus `extra_edges` random chords per 10 nodes), two of them marked; the label
-  is whether the marked nodes are more than `hops` apart, a global property no 2-layer local model can
-  read. Features `[marked, 1]`; classes balanced; 80/20 "train" / "test" split.
+  random_state=42)` as the official code. Protocol `"folds"` (default, the paper's
+  cross-validation): test = fold `fold`, val = fold `fold + 1`, train = the other eight.
+  `"official"` reproduces the released code, whose test set is the whole dataset (training graphs
+  included): train = nine folds, val = fold `fold`, test = all graphs. Not the paper's protocol,
+  kept only to compare numbers.
+- "far_pair" (generated, no download): `num_graphs` random connected graphs of
+  `min_nodes..max_nodes` nodes (a random tree plus `extra_edges` random chords per 10 nodes), two of
+  them marked; the label is whether the marked nodes are more than `hops` apart, a global property
+  no 2-layer local model can read. Features `[marked, 1]`; classes balanced; 80/20 "train" / "test"
+  split.
 """
 from __future__ import annotations
 

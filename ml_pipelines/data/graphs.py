@@ -31,7 +31,8 @@ def check_edges(senders: np.ndarray, receivers: np.ndarray, num_nodes: int) -> N
     if ids.size and (ids.min() < 0 or ids.max() >= num_nodes):
       bad = ids[(ids < 0) | (ids >= num_nodes)]
       raise ValueError(f"Edges point outside the graph's {num_nodes} nodes: {name} holds "
-                       f"{bad[:5].tolist()} ({len(bad)} such edges); node ids run 0..{num_nodes - 1}.")
+                       f"{bad[:5].tolist()} ({len(bad)} such edges); node ids run "
+                       f"0..{num_nodes - 1}.")
 
 
 def undirected_edges(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,9 +3,9 @@
 - `check_views`: views must hold the same samples (one row each): a clear error otherwise.
 - `knn_tables` (official `get_knn_indices`): for each view, the k nearest neighbours (Euclidean,
   scikit-learn, self excluded) among the samples that have that view, from a pool of `pool`
-  (40 when k < 10, as the code); a sample *missing* view 1 borrows its view-2 neighbour list with the
-  samples that also miss view 1 removed, and keeps the first k (and the other way round). Where the
-  official code fails (fewer than k borrowed neighbours survive), this raises a clear error.
+  (40 when k < 10, as the code); a sample *missing* view 1 borrows its view-2 neighbour list with
+  the samples that also miss view 1 removed, and keeps the first k (and the other way round). Where
+  the official code fails (fewer than k borrowed neighbours survive), this raises a clear error.
 """
 from __future__ import annotations
 

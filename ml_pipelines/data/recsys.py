@@ -10,8 +10,8 @@ Sources (`config.data.name`):
   (40/20/10/10/8/6/4/2 %) and `num_users` users with 2-3 interests, one of them always a minority
   category (the four smallest); each user has about `per_user` positives drawn from their interests.
   `info["item_category"]` and `info["minority"]` let a demo measure recall on minority items.
-Users with fewer than `min_interactions` (5) positives are dropped, as the official loader does. Each
-user's items are shuffled (seeded by `split_seed`) and cut 3:1:1 into train / val / test items.
+Users with fewer than `min_interactions` (5) positives are dropped, as the official loader does.
+Each user's items are shuffled (seeded by `split_seed`) and cut 3:1:1 into train / val / test items.
 
 Splits: "train" holds the training triplets `{user, pos, neg}`: every (user, positive) pair
 `triplets_per_pair` times (10 for the official uniform sampler), each with `num_negatives`

@@ -54,8 +54,8 @@ def main(argv=None) -> None:
     name = f"{variant} (C={c.model.num_vectors})"
     results[name] = {k: out[f"eval/{k}"] for k in COLUMNS}
     print(name, {k: round(v, 4) for k, v in results[name].items()}, flush=True)
-  table = common.markdown_table(["method", *COLUMNS],
-                                [[n, *[f"{r[c]:.4f}" for c in COLUMNS]] for n, r in results.items()])
+  rows = [[n, *[f"{r[c]:.4f}" for c in COLUMNS]] for n, r in results.items()]
+  table = common.markdown_table(["method", *COLUMNS], rows)
   print("\n" + table)
   with open(os.path.join(args.workdir, "results.md"), "w") as f:
     f.write(table + "\n")
