@@ -1,6 +1,7 @@
 """The optax chain a config's `optimizer` block describes.
 
     clip_grad_norm -> method transforms (config order) -> base optimizer with schedule
+        -> post transforms (config order)
 
 The chain sees the trainable parameters only: `trainable` / `freeze` (path regexes) partition the
 parameters before the optimizer is built (`ml_pipelines.trainer.partition`), so frozen weights get
@@ -13,6 +14,8 @@ the gradient before the base optimizer for sgd/adam (PyTorch's `weight_decay`), 
 
 Method transforms see raw gradients (modulation, masks and SAM act on gradients, as in the papers)
 and receive the trainer's extra args (`grad_fn`, `step`, `rng`, the task's `tx_args`).
+`post_transforms` (registered the same way) see the base optimizer's update and the parameters, so
+they can turn `p + update` into a projection of it (DPCML's norm constraints).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ OPTION_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "d
                          "decay_factor", "end_factor", "momentum", "nesterov", "b1", "b2", "eps",
                          "weight_decay", "weight_decay_mask", "trainable", "freeze",
                          "freeze_batch_stats", "clip_grad_norm", "param_groups", "transforms",
-                         "warmup_fraction"})
+                         "warmup_fraction", "post_transforms"})
 
 
 class WarmupWarning(UserWarning):
@@ -97,7 +100,8 @@ def build_chain(c, total_steps: int, count_offset: int = 0
   it continues (a stage that keeps the previous stage's optimizer state), so its schedule starts
   at its own step 0."""
   transforms = tuple(c.get("transforms", ()))
-  unknown_options(c.keys(), OPTION_KEYS | set(transforms), "optimizer")
+  post_transforms = tuple(c.get("post_transforms", ()))
+  unknown_options(c.keys(), OPTION_KEYS | set(transforms) | set(post_transforms), "optimizer")
   lr = schedule(c, total_steps)
   if count_offset:
     lr = lambda count, f=lr: f(count - count_offset)  # noqa: E731
@@ -117,4 +121,6 @@ def build_chain(c, total_steps: int, count_offset: int = 0
     # PyTorch SGD/Adam `weight_decay`: L2 added to the gradient before momentum / moments.
     parts.append(optax.add_decayed_weights(wd, mask=decay_mask))
   parts.append(_base(c, lr, wd, decay_mask))
+  for name in post_transforms:
+    parts.append(optim.get(name)(param_groups=groups, **_method_options(c, name)))
   return optax.chain(*parts)
