@@ -119,3 +119,119 @@ def test_group_optimizers_give_each_group_its_own_chain():
   with pytest.raises(ValueError, match="does not define"):
     build_chain(ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.1,
                                                group_optimizers={"x": {}})), 6)
+
+
+# --- data -----------------------------------------------------------------------------------------
+def test_class_matcher_compound_names_first_plurals_and_synonyms():
+  from ml_pipelines.data.class_matcher import ClassMatcher
+  m = ClassMatcher(["dog", "hot_dog", "traffic_light", "person", "bus", "knife"],
+                   {"person": ["person", "man", "woman"]})
+  assert m.labels("Two dogs eat a hot dog.").tolist() == [1, 1, 0, 0, 0, 0]
+  assert m.labels("a hot dog stand").tolist() == [0, 1, 0, 0, 0, 0]
+  assert m.labels("Traffic lights near the buses; knives").tolist() == [0, 0, 1, 0, 1, 1]
+  assert m.labels("People, a man and two women").tolist() == [0, 0, 0, 1, 0, 0]
+  assert m.labels("a lighthouse by the sea").tolist() == [0] * 6
+
+
+def test_sentence_file_without_any_class_name_says_so(tmp_path):
+  from ml_pipelines.data.multilabel import sentence_arrays
+  path = tmp_path / "sentences.txt"
+  path.write_text("a quiet morning\nnothing to see here\n")
+  with pytest.raises(ValueError, match=r"No line of the sentence file .*sentences\.txt.*2 lines.*"
+                     r"names any of the 3 classes \(dog, traffic_light, cat\)"):
+    sentence_arrays(str(path), CLASSES)
+  path.write_text("a dog and a cat\nno class here\ntraffic lights\n")
+  arrays = sentence_arrays(str(path), CLASSES, template_copies=2)
+  assert arrays["labels"].tolist() == [[1, 0, 1], [0, 1, 0]] + [[1, 0, 0]] * 2 + [[0, 1, 0]] * 2 \
+      + [[0, 0, 1]] * 2
+  assert arrays["tokens"].shape == (8, 77) and arrays["tokens"].dtype == np.int32
+
+
+def test_shipped_digit_sentences_are_the_generator_output():
+  from ml_pipelines.data.multilabel import DIGIT_SENTENCES, digit_sentences
+  with open(DIGIT_SENTENCES) as f:
+    assert f.read().splitlines() == digit_sentences()
+
+
+def test_detection_and_nuswide_layouts_give_multi_hot_labels(tmp_path):
+  """TFDS voc/coco examples (image + objects.label) and a NUS-WIDE directory written in the
+  release's layout."""
+  from PIL import Image
+  import ml_collections
+  from ml_pipelines import data
+  from ml_pipelines.data import multilabel
+  fake = [{"image": np.zeros((30, 40, 3), np.uint8), "objects": {"label": np.array([3, 0, 3])}}]
+  ex = multilabel._ObjectLabels(fake, 5)[0]
+  assert ex["labels"].tolist() == [1, 0, 0, 1, 0]
+  root = tmp_path / "nus"
+  (root / "ImageList").mkdir(parents=True)
+  (root / "TrainTestLabels").mkdir()
+  (root / "Flickr" / "actor").mkdir(parents=True)
+  (root / "Concepts81.txt").write_text("\n".join(multilabel.NUSWIDE_CONCEPTS) + "\n")
+  (root / "ImageList" / "TestImagelist.txt").write_text("actor\\0001.jpg\nactor\\0002.jpg\n")
+  for i, name in enumerate(multilabel.NUSWIDE_CONCEPTS):
+    (root / "TrainTestLabels" / f"Labels_{name}_Test.txt").write_text(
+        f"{int(i == 2)}\n{int(i in (2, 80))}\n")
+  for k in (1, 2):
+    Image.fromarray(np.full((20, 30, 3), 40 * k, np.uint8)).save(root / "Flickr" / "actor"
+                                                                  / f"000{k}.jpg")
+  config = ml_collections.ConfigDict(dict(name="pvp_nuswide", train_split="train",
+                                          data_dir=str(root), image_size=16))
+  ds = data.get("pvp_nuswide")(config, "test")
+  first, second = (ds.eval_preprocess(ds.source[i]) for i in range(2))
+  assert first["image"].shape == (16, 16, 3) and first["image"].dtype == np.float32
+  assert np.flatnonzero(first["labels"]).tolist() == [2]
+  assert np.flatnonzero(second["labels"]).tolist() == [2, 80]
+  np.testing.assert_allclose(first["image"][0, 0], (40 / 255 - np.array(multilabel.MEAN))
+                             / np.array(multilabel.STD), atol=0.02)
+
+
+# --- through the trainer --------------------------------------------------------------------------
+def _tiny_run(**overrides):
+  from configs.peft import pvp as pvp_config
+  c = pvp_config.get_config("digits")
+  c.model.clip = dict(TINY_CLIP, context_length=77, image_size=64, vision_width=2, text_width=16,
+                      text_layers=1, text_heads=1)
+  c.model.prompt_size = 64
+  c.data.template_copies = 2
+  c.data.scenes = 20
+  c.batch_size, c.eval_batch_size = 8, 16
+  c.stages = (dict(c.stages[0], steps=2), dict(c.stages[1], steps=4))
+  c.total_steps, c.eval_every, c.checkpoint_every, c.log_every = 6, 0, 1, 1
+  c.optimizer.warmup_steps = 1
+  c.stages[1]["optimizer"]["warmup_steps"] = 1
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+def _trainable(state):
+  from ml_pipelines import train
+  from optim.paths import path_str
+  return {path_str(p): np.asarray(x) for p, x in
+          jax.tree_util.tree_flatten_with_path(train.Env.variables(state)[0])[0]}
+
+
+@pytest.mark.slow
+def test_stage2_resume_is_bit_exact_and_only_prompts_and_adapters_train(tmp_path):
+  """Two stages through the trainer: stage 1 moves the image prompts only, stage 2 the prompts and
+  the adapters (their own optimizer), the CLIP never; a run killed inside stage 2 resumes to the
+  uninterrupted result bit for bit."""
+  from ml_pipelines import train
+  from tests.test_trainer import interrupted
+  from optim.paths import path_str
+  c = _tiny_run()
+  init = jax.jit(lambda: nnx.to_pure_dict(nnx.state(models.build(c.model, seed=c.seed),
+                                                    nnx.Param)))()
+  initial = {path_str(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(init)[0]}
+  ref = train.train_and_evaluate(_tiny_run(), str(tmp_path / "ref"))
+  final = _trainable(ref["state"])
+  moved = {k for k in final if not np.array_equal(final[k], initial[k])}
+  assert moved == {"image_prompts", "image_prompts_local", "ctx", "ctx_double",
+                   "text_adapter/fc1/kernel", "text_adapter/fc2/kernel",
+                   "image_adapter/fc1/kernel", "image_adapter/fc2/kernel"}
+  assert 0.0 <= ref["eval/mAP"] <= 1.0 and "eval/mAP_image_local" in ref
+  interrupted(_tiny_run(), tmp_path / "run", stop_after=4)  # newest checkpoint: step 3, stage 2
+  resumed = _trainable(train.train_and_evaluate(_tiny_run(), str(tmp_path / "run"))["state"])
+  for k in final:
+    np.testing.assert_array_equal(resumed[k], final[k], err_msg=k)
