@@ -10,7 +10,8 @@ two stages of one run on a frozen CLIP RN50, trained on sentences only, zero-sho
 
 Args: `coco` (default), `voc`, `nuswide`, `digits` (embedded demo data with the tiny CLIP; 6 + 6
 epochs of the 143 shipped sentences plus templates, with rates scaled up for ~100 steps: stage 1 at
-100, stage 2 prompts at 2e-3 and adapters at 1e-2 after a 5e-2 warm-up epoch).
+100 with weight decay 5e-7 (the same decay per step as 5e-4 at lr 0.1), stage 2 prompts at 2e-3 and
+adapters at 1e-2 after a 5e-2 warm-up epoch).
 Real data: the sentences are a file you provide, one per line (`--config.data.sentences=FILE`; the
 official runs use 500k ChatGLM-6B sentences for stage 1 and 200k for stage 2, or COCO captions),
 OpenAI's RN50 weights through `--config.init_from.path=RN50.pt` (the TorchScript release or an
@@ -65,7 +66,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.task = ml_collections.ConfigDict(dict(name="pvp", stage="pretrain"))
   c.optimizer = ml_collections.ConfigDict(dict(
       name="sgd", learning_rate=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine",
-      warmup_steps=epoch, warmup_lr=1.0, trainable=TRAINABLE["pretrain"]))
+      warmup_steps=epoch, warmup_lr=1.0, trainable=TRAINABLE["pretrain"],
+      # The frozen CLIP stays in eval mode as in the code: its BatchNorms use running statistics
+      # (batch statistics over the class prompts would wash out what tells them apart).
+      freeze_batch_stats=True))
   # OpenAI's CLIP weights (the demo passes its own tiny pretrained CLIP); prompts and adapters new.
   c.init_from = ml_collections.ConfigDict(dict(
       path="", converter="open_clip", skip=r"^(image_prompts|ctx|text_adapter|image_adapter)",
@@ -82,7 +86,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   else:
     pre, fine = pre_epochs * epoch, fine_epochs * epoch
     if embedded:  # ~100 steps instead of ~40k: rates scaled up (tried on the demo data)
-      c.optimizer.update(dict(learning_rate=100.0, warmup_lr=100.0))
+      c.optimizer.update(dict(learning_rate=100.0, warmup_lr=100.0, weight_decay=5e-7))
       finetune_optimizer.update(learning_rate=2e-3, warmup_lr=2e-3, group_optimizers={
           "adapters": dict(learning_rate=1e-2, warmup_lr=5e-2)})
     c.stages = (

@@ -126,10 +126,12 @@ def main(argv=None):
   clip_path = os.path.join(workdir, "tiny_clip.safetensors")
   rows = []
   start = time.time()
-  pretrain_clip(clip_config, args.clip_steps, clip_path)
+  reused = os.path.exists(clip_path)  # a rerun in the same workdir keeps its pretrained CLIP
+  if not reused:
+    pretrain_clip(clip_config, args.clip_steps, clip_path)
   zero_shot = zero_shot_clip(clip_config, clip_path)
   rows.append(["zero-shot CLIP (hand-written prompts)", f"{100 * zero_shot:.1f}", 0,
-               f"{time.time() - start:.0f} (CLIP pretraining)"])
+               "reused" if reused else f"{time.time() - start:.0f} (CLIP pretraining)"])
   for name, arg in (("text prompts only (TaI-DPT)", "digits,text_only"),
                     ("PVP (stage 1 + 2)", "digits")):
     m, trainable, seconds = run_pvp(arg, clip_path, os.path.join(workdir, arg.replace(",", "_")))
