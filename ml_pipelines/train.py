@@ -140,8 +140,10 @@ def _to_host(tree):
 
 
 def _subtree(tree: dict, path: tuple) -> Any:
+  """`tree[path[0]][path[1]]...`; a key is tried as given, then as a string (pure dicts keep an
+  `nnx.List`'s integer indices)."""
   for key in path:
-    tree = tree[key]
+    tree = tree[key] if key in tree else tree[str(key)]
   return tree
 
 
@@ -233,7 +235,7 @@ class Run:
     if freeze_batch_stats:
       for path, module in nnx.iter_modules(model):
         if isinstance(module, nnx.BatchNorm) and not any(
-            jax.tree_util.tree_leaves(_subtree(mask, tuple(str(p) for p in path)))):
+            jax.tree_util.tree_leaves(_subtree(mask, tuple(path)))):
           module.use_running_average = True
     graphdef = nnx.graphdef(model)
     model.train()

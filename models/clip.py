@@ -407,7 +407,8 @@ class OpenCLIP(convert.TorchStateDict):
   `in_proj_weight` (q | k | v rows) and `out_proj`, the MLP `c_fc` / `c_proj`."""
   ignore = re.compile(r"(num_batches_tracked|attn_mask|^input_resolution|^context_length"
                       r"|^vocab_size)$")
-  _RENAMES = ((re.compile(r"^text/"), ""),
+  _RENAMES = ((re.compile(r"^clip/"), ""),  # a CLIP held as `clip` (PVP) reads the same keys
+              (re.compile(r"^text/"), ""),
               (re.compile(r"^token_embedding/embedding$"), "token_embedding/kernel"),
               (re.compile(r"/attn/qkv/kernel$"), "/attn/in_proj_weight"),
               (re.compile(r"/attn/qkv/bias$"), "/attn/in_proj_bias"),

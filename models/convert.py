@@ -295,5 +295,5 @@ def to_state_dict(model: nnx.Module, converter: Converter = TorchStateDict()
   out = {}
   for path, var in _variables(model).flat_state():
     for k, v in converter.to_file(_path(path), np.asarray(var[...])).items():
-      out[k] = np.ascontiguousarray(v)
+      out[k] = np.asarray(v).copy(order="C")  # (ascontiguousarray would make scalars 1-d)
   return out

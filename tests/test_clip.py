@@ -76,6 +76,7 @@ def test_state_dict_round_trip_uses_open_clip_names(name):
   back = convert.to_state_dict(_loaded(name, sd), convert.get("open_clip"))
   assert set(back) == {k for k in sd if not k.endswith(("num_batches_tracked", "attn_mask"))}
   for k, v in back.items():
+    assert v.shape == sd[k].shape, k  # logit_scale stays a scalar
     np.testing.assert_array_equal(v, sd[k], err_msg=k)
 
 
