@@ -170,7 +170,7 @@ class MultiHead(nnx.Module):
   def __init__(self, channels: int, num_classes: int, *, stream_num: int = 5,
                split_factor: float = 0.1, adapter_widths=(512, 1024, 1024, 512),
                noise_factor: float = 0.2, train_adapters: bool = False,
-               noise_at_test: bool | None = None, rngs: nnx.Rngs):
+               noise_at_test: bool | None = None, bn_momentum: float = 0.999, rngs: nnx.Rngs):
     kind = nnx.Param if train_adapters else Fixed
     stochastic = not train_adapters
     self.stream_num = stream_num
@@ -185,7 +185,7 @@ class MultiHead(nnx.Module):
                      rngs=rngs) for _ in range(stream_num)])
     self.adapters = nnx.List([Adapter(s, self.shared, tuple(adapter_widths), kind, stochastic,
                                       rngs=rngs) for s in range(stream_num)])
-    self.bn = batch_norm(channels, rngs=rngs)
+    self.bn = batch_norm(channels, bn_momentum, rngs=rngs)
     heads = []
     for s in range(stream_num):
       w_init, b_init = _head_scheme(s % 5, channels)
@@ -217,10 +217,11 @@ class DSAWideResNet(nnx.Module):
   (`WideResNet_ACBE` of the official code)."""
 
   def __init__(self, *, depth: int = 28, widen_factor: int = 2, num_classes: int = 10,
-               in_channels: int = 3, rngs: nnx.Rngs, **multi_head):
+               in_channels: int = 3, bn_momentum: float = 0.999, rngs: nnx.Rngs, **multi_head):
     self.backbone = WideResNet(depth=depth, widen_factor=widen_factor, num_classes=None,
-                               in_channels=in_channels, rngs=rngs)
-    self.multi_head = MultiHead(self.backbone.num_features, num_classes, rngs=rngs, **multi_head)
+                               in_channels=in_channels, bn_momentum=bn_momentum, rngs=rngs)
+    self.multi_head = MultiHead(self.backbone.num_features, num_classes, bn_momentum=bn_momentum,
+                                rngs=rngs, **multi_head)
 
   def __call__(self, x):
     return self.multi_head(self.backbone.features(x))

@@ -35,9 +35,10 @@ def leaky_relu(x):
   return jax.nn.leaky_relu(x, SLOPE)
 
 
-def batch_norm(c: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  """nn.BatchNorm2d(c, momentum=0.001): running <- 0.999 running + 0.001 batch."""
-  return nnx.BatchNorm(c, momentum=0.999, epsilon=1e-5, rngs=rngs)
+def batch_norm(c: int, momentum: float = 0.999, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  """nn.BatchNorm2d(c, momentum=0.001): running <- 0.999 running + 0.001 batch (flax convention:
+  `momentum` is the weight of the old running value)."""
+  return nnx.BatchNorm(c, momentum=momentum, epsilon=1e-5, rngs=rngs)
 
 
 def _conv(cin, cout, k, stride, rngs):
@@ -49,13 +50,14 @@ def _conv(cin, cout, k, stride, rngs):
 class Block(nnx.Module):
   """Pre-activation basic block: [BN-act] conv3x3 (stride) - BN-act - conv3x3, plus the shortcut."""
 
-  def __init__(self, cin: int, cout: int, stride: int, activate_before_residual: bool, *,
-               rngs: nnx.Rngs):
+  def __init__(self, cin: int, cout: int, stride: int, activate_before_residual: bool,
+               bn_momentum: float, *, rngs: nnx.Rngs):
     self.equal = cin == cout
     self.activate_shortcut = activate_before_residual and not self.equal
-    self.bn1 = batch_norm(cin, rngs=rngs) if self.equal or self.activate_shortcut else None
+    self.bn1 = (batch_norm(cin, bn_momentum, rngs=rngs) if self.equal or self.activate_shortcut
+                else None)
     self.conv1 = _conv(cin, cout, 3, stride, rngs)
-    self.bn2 = batch_norm(cout, rngs=rngs)
+    self.bn2 = batch_norm(cout, bn_momentum, rngs=rngs)
     self.conv2 = _conv(cout, cout, 3, 1, rngs)
     self.shortcut = None if self.equal else _conv(cin, cout, 1, stride, rngs)
 
@@ -71,10 +73,11 @@ class Block(nnx.Module):
 
 
 class WideResNet(nnx.Module):
-  """WRN-depth-widen_factor (see the module docstring)."""
+  """WRN-depth-widen_factor (see the module docstring). `bn_momentum`: flax convention (0.999 is
+  PyTorch's 0.001, the official value; short runs need a faster average, e.g. 0.9)."""
 
   def __init__(self, *, depth: int = 28, widen_factor: int = 2, num_classes: int | None = 10,
-               in_channels: int = 3, rngs: nnx.Rngs):
+               in_channels: int = 3, bn_momentum: float = 0.999, rngs: nnx.Rngs):
     if (depth - 4) % 6:
       raise ValueError(f"WideResNet depth must be 6n + 4, got {depth}.")
     n = (depth - 4) // 6
@@ -85,11 +88,12 @@ class WideResNet(nnx.Module):
       cin, cout = channels[g], channels[g + 1]
       groups.append(nnx.List([
           Block(cin if i == 0 else cout, cout, stride if i == 0 else 1,
-                activate_before_residual=(g == 0), rngs=rngs) for i in range(n)]))
+                activate_before_residual=(g == 0), bn_momentum=bn_momentum, rngs=rngs)
+          for i in range(n)]))
     self.groups = nnx.List(groups)
     self.num_features = channels[3]
     if num_classes:
-      self.bn = batch_norm(channels[3], rngs=rngs)
+      self.bn = batch_norm(channels[3], bn_momentum, rngs=rngs)
       self.fc = nnx.Linear(channels[3], num_classes, kernel_init=_XAVIER_NORMAL,
                            bias_init=nnx.initializers.zeros, rngs=rngs)
     else:

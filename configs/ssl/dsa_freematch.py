@@ -24,7 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(
         name="dsa_wrn", depth=10, widen_factor=2, num_classes=10, stream_num=5,
         split_factor=0.1, adapter_widths=(64, 128, 128, 64), noise_factor=0.2,
-        train_adapters=False))
+        train_adapters=False, bn_momentum=0.9))  # a short run: faster BN running averages
     task = dict(count_thr_rampup=3, warmup_steps=30)
   else:
     _, classes, widen, _ = common.CIFAR[dataset]

@@ -17,7 +17,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c, steps_per_epoch = common.base(dataset, labels)
   if dataset == "digits":
     c.model = ml_collections.ConfigDict(dict(name="wide_resnet", depth=10, widen_factor=2,
-                                             num_classes=10))
+                                             num_classes=10, bn_momentum=0.9))
   else:
     _, classes, widen, _ = common.CIFAR[dataset]
     c.model = ml_collections.ConfigDict(dict(name="wide_resnet", depth=28, widen_factor=widen,
