@@ -14,7 +14,7 @@ from flax import nnx
 
 import models
 from losses import ssl
-from ml_pipelines import train
+from ml_pipelines import data, train
 from ml_pipelines.data import augment, samplers
 from ml_pipelines.tasks.freematch import FreeMatch
 from ml_pipelines.trainer import config as config_lib
@@ -234,3 +234,40 @@ def test_fixmatch_randaugment_ops_match_pil():
                                     pil.transform(pil.size, PIL.Image.AFFINE, data), err_msg=name)
   out = augment.cutout(img, np.random.default_rng(3), 4)
   assert (out == 127).all(-1).sum() >= 4 and (out != img).any()
+
+
+def test_cifar_ssl_reads_tfds_layout_and_the_papers_split(monkeypatch):
+  """A fake TFDS `cifar10` train split in TFDS's example layout (id "train_NNNNN" = position in the
+  original files, stored in another order): the labeled rows of a batch are exactly the paper's
+  40-label split (configs/ssl/splits/cifar10_40.npy), mapped through `source_index`."""
+  from ml_pipelines.data import pipeline
+  from ml_pipelines.data import ssl as ssl_data
+  from ml_pipelines.trainer import config as config_lib
+
+  order = np.random.default_rng(0).permutation(50_000)
+
+  class FakeTfds:
+    def __len__(self):
+      return len(order)
+
+    def __getitem__(self, i):
+      j = int(order[i])
+      return {"id": f"train_{j:05d}".encode(), "label": j % 10,
+              "image": np.full((32, 32, 3), j % 256, np.uint8)}
+  monkeypatch.setattr(ssl_data, "tfds_source", lambda name, split, data_dir: FakeTfds())
+  c = config_lib.load("configs/ssl/dsa_freematch.py:cifar10,40")
+  ds = data.get(c.data.name)(c.data, "train")
+  batches = pipeline.TrainBatches(ds, c.batch_size, c.seed,
+                                  stages=[(0, c.data.sampler.to_dict())])
+  split = set(np.load("configs/ssl/splits/cifar10_40.npy").tolist())
+  assert len(split) == 40
+  seen = set()
+  for step in range(3):
+    rows = batches.global_indices(step)
+    assert len(rows) == 256
+    seen |= {int(order[i]) for i in rows[:32]}
+  assert seen <= split and len(seen) > 32
+  batch = batches[0]
+  assert batch["image"].shape == batch["image_strong"].shape == (256, 32, 32, 3)
+  assert set(batch["source_index"][:32].tolist()) <= split
+  np.testing.assert_array_equal(batch["label"], batch["source_index"] % 10)

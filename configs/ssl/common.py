@@ -7,6 +7,8 @@ EMA 0.999 for testing, 200 epochs of 1024 steps.
 """
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 CIFAR = {  # dataset: (builder, classes, WRN widen factor, default number of labels)
@@ -55,12 +57,16 @@ def base(dataset: str, num_labeled: int | None) -> tuple[ml_collections.ConfigDi
     steps_per_epoch = 1024
     c.total_steps = 200 * steps_per_epoch
     c.log_every, c.eval_every, c.checkpoint_every = 100, steps_per_epoch, steps_per_epoch
-    # The paper's splits: add --config.data.sampler.labeled_file=CIFAR10_50000_40_32_7.json
-    # --config.data.sampler.source_index=source_index (Qi2019KB/DSA datasources/temp_data/).
-    c.data = ml_collections.ConfigDict(dict(
-        name=builder, train_split="train", eval_split="test",
-        sampler=dict(name="labeled_unlabeled", ratio=mu,
-                     num_labeled=num_labeled or default_labels)))
+    # The paper's labeled splits (Qi2019KB/DSA datasources/temp_data/, see splits/make_splits.py)
+    # where it has one for this count; otherwise num_labeled / K per class drawn with the seed.
+    num_labeled = num_labeled or default_labels
+    split = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits",
+                         f"{dataset}_{num_labeled}.npy")
+    sampler = dict(name="labeled_unlabeled", ratio=mu, num_labeled=num_labeled)
+    if os.path.exists(split):
+      sampler.update(labeled_file=split, source_index="source_index")
+    c.data = ml_collections.ConfigDict(dict(name=builder, train_split="train", eval_split="test",
+                                            sampler=sampler))
   return c, steps_per_epoch
 
 

@@ -26,8 +26,9 @@ Config (`config.data.sampler`, or one row of the stage table): `{name, **options
   set includes the labeled images, as FixMatch's and FreeMatch's code). Both are shuffled epochs
   with independent orders; the labeled subset is repeated until it fills a batch. The subset is
   `num_labeled / K` examples per class drawn with the run seed, or the positions listed in
-  `labeled_file` (JSON: a list, or the official splits' `[labeled, unlabeled]`; with `source_index`
-  the listed numbers are matched against that per-example field, e.g. the original CIFAR order).
+  `labeled_file` (.npy, or JSON: a list or the official splits' `[labeled, unlabeled]`; with
+  `source_index` the listed numbers are matched against that per-example field, e.g. the original
+  CIFAR order).
 """
 from __future__ import annotations
 
@@ -143,9 +144,12 @@ def labeled_subset(labels: np.ndarray, num_labeled: int, seed: int) -> np.ndarra
 
 def read_labeled_file(path: str, source_index: np.ndarray | None = None) -> np.ndarray:
   """Positions of the labeled examples listed in `path` (see `labeled_unlabeled`)."""
-  import json
-  with open(path) as f:
-    listed = json.load(f)
+  if path.endswith(".npy"):
+    listed = np.load(path).tolist()
+  else:
+    import json
+    with open(path) as f:
+      listed = json.load(f)
   if listed and isinstance(listed[0], list):  # the official splits: [labeled, unlabeled]
     listed = listed[0]
   listed = np.unique(np.asarray(listed, np.int64))
