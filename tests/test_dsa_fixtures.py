@@ -81,3 +81,48 @@ def test_max_correlation_and_schedule_match_official(fx):
   assert np.isnan(fx["mc_corr_one_label"])
   assert np.isnan(ssl.max_correlation(fx["fm_logits_w"][0], np.zeros(16, np.int32)))
   np.testing.assert_array_equal(ssl.count_threshold(np.arange(60)), fx["count_thr"])
+
+
+def _our_path(name: str) -> tuple[str, ...] | None:
+  """Our variable path of an official WRN state-dict entry (None: the official block's unused BN)."""
+  parts = name.split(".")
+  leaf = {"weight": "kernel", "running_mean": "mean", "running_var": "var", "bias": "bias"}
+  if parts[0] == "conv1":
+    return ("conv1", "kernel")
+  group, index, layer, kind = int(parts[0][5:]) - 1, int(parts[2]), parts[3], parts[4]
+  layer = {"convShortcut": "shortcut"}.get(layer, layer)
+  if layer.startswith("bn"):
+    kind = {"weight": "scale"}.get(kind, leaf[kind])
+  else:
+    kind = leaf[kind]
+  return ("groups", group, index, layer, kind)
+
+
+def test_wrn_trunk_matches_official(fx):
+  """WideResNet_ACBE's blocks (pre-activation, activate_before_residual in the first group, 1x1
+  shortcuts of the raw input elsewhere, LeakyReLU 0.1, BN eps 1e-5) in eval mode."""
+  from models.wide_resnet import WideResNet
+  from make_fixtures import trunk_weights
+  model = nnx.eval_shape(lambda: WideResNet(depth=10, widen_factor=2, num_classes=None,
+                                            rngs=nnx.Rngs(0)))
+  names = [str(n) for n in fx["wrn_names"]]
+  shapes = [tuple(int(d) for d in row if d >= 0) for row in fx["wrn_shapes"]]
+  loaded = []
+  for n, w in zip(names, trunk_weights(names, shapes)):
+    target, path = model, _our_path(n)
+    for p in path[:-1]:
+      target = target[p] if isinstance(p, int) else getattr(target, p)
+    if target is None:  # the BN a block without activate_before_residual computes and discards
+      continue
+    var = getattr(target, path[-1])
+    w = w.transpose(2, 3, 1, 0) if w.ndim == 4 else w
+    assert var.shape == w.shape, n
+    var.set_value(jnp.asarray(w))
+    loaded.append(n)
+  assert sorted(set(names) - set(loaded)) == sorted(
+      f"block{g}.layer.0.bn1.{k}" for g in (2, 3)
+      for k in ("weight", "bias", "running_mean", "running_var"))
+  model.eval()
+  ours = nnx.jit(lambda m, x: m.features(x))(model, jnp.asarray(
+      np.transpose(fx["wrn_input"], (0, 2, 3, 1))))
+  _close(np.transpose(np.asarray(ours), (0, 3, 1, 2)), fx["wrn_features"], atol=1e-4)
