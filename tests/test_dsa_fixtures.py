@@ -83,8 +83,8 @@ def test_max_correlation_and_schedule_match_official(fx):
   np.testing.assert_array_equal(ssl.count_threshold(np.arange(60)), fx["count_thr"])
 
 
-def _our_path(name: str) -> tuple[str, ...] | None:
-  """Our variable path of an official WRN state-dict entry (None: the official block's unused BN)."""
+def _our_path(name: str) -> tuple:
+  """Our variable path of an official WRN state-dict entry."""
   parts = name.split(".")
   leaf = {"weight": "kernel", "running_mean": "mean", "running_var": "var", "bias": "bias"}
   if parts[0] == "conv1":
