@@ -271,3 +271,15 @@ def test_cifar_ssl_reads_tfds_layout_and_the_papers_split(monkeypatch):
   assert batch["image"].shape == batch["image_strong"].shape == (256, 32, 32, 3)
   assert set(batch["source_index"][:32].tolist()) <= split
   np.testing.assert_array_equal(batch["label"], batch["source_index"] % 10)
+
+
+def test_cosine_cycles_schedule_is_fixmatchs():
+  """lr max(0, cos(7 pi t / (16 T))) (kekmodel/FixMatch-pytorch get_cosine_schedule_with_warmup)."""
+  import math
+
+  from optim.chain import schedule
+  c = config_lib.load("configs/ssl/dsa_freematch.py:cifar10,40").optimizer
+  sched = schedule(c, 1000)
+  for t in (0, 1, 500, 999):
+    np.testing.assert_allclose(sched(t), 0.03 * max(0.0, math.cos(7 * math.pi * t / 16000)),
+                               rtol=1e-6)
