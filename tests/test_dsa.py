@@ -62,35 +62,45 @@ def test_resume_mid_run_is_bit_exact_with_freematch_state(tmp_path):
 
 
 # --- model ----------------------------------------------------------------------------------------
-def _build(spec):
-  """models.build under one jit (eager initialisation compiles every small op separately)."""
-  graphdef, _ = nnx.split(nnx.eval_shape(lambda: models.build(spec, seed=0)))
-  return nnx.merge(graphdef, jax.jit(lambda: nnx.split(models.build(spec, seed=0))[1])())
+def _paths(model, kind):
+  return set(_flat(nnx.to_pure_dict(nnx.state(model, kind))))
+
+
+def _jit_build(make):
+  """`make()` initialised under one jit (eager initialisation compiles every small op alone)."""
+  graphdef, _ = nnx.split(nnx.eval_shape(make))
+  return nnx.merge(graphdef, jax.jit(lambda: nnx.split(make())[1])())
 
 
 _apply = nnx.jit(lambda m, x: m(x))
 
 
 def test_official_mode_keeps_projections_fixed_and_stochastic_at_test():
-  m = _build(TINY)
-  params = _flat(nnx.to_pure_dict(nnx.state(m, nnx.Param)))
+  official = nnx.eval_shape(lambda: models.build(TINY, seed=0))
+  params = _paths(official, nnx.Param)
   assert not any("adapters" in k or k.startswith("multi_head/pre") for k in params)
   assert any(k.startswith("multi_head/heads/4") for k in params)
+  assert "multi_head/adapters/4/layers/0/kernel" in _paths(official, dsa.Fixed)
+  paper = nnx.eval_shape(lambda: models.build({**TINY, "train_adapters": True}, seed=0))
+  assert "multi_head/adapters/0/layers/0/kernel" in _paths(paper, nnx.Param)
+
+  def head(train_adapters):
+    return _jit_build(lambda: dsa.MultiHead(16, 10, adapter_widths=(64, 64, 64, 64),
+                                            train_adapters=train_adapters,
+                                            rngs=nnx.Rngs(params=0, noise=1)))
+  m = head(False)
   fixed = _flat(nnx.to_pure_dict(nnx.state(m, dsa.Fixed)))
-  assert "multi_head/adapters/4/layers/0/kernel" in fixed
   # Init schemes by stream (initStrategy.ms_adapter_initialize): N(0, 1e-3) for streams 0/1,
   # N(0, 1) kernels and biases for stream 4, torch's uniform for stream 3.
-  assert np.std(fixed["multi_head/adapters/0/layers/1/kernel"]) < 2e-3
-  assert 0.8 < np.std(fixed["multi_head/adapters/4/layers/1/kernel"]) < 1.2
-  assert 0.5 < np.std(fixed["multi_head/adapters/4/layers/1/bias"]) < 1.5
-  k3 = fixed["multi_head/adapters/3/layers/1/kernel"]
+  assert np.std(fixed["adapters/0/layers/1/kernel"]) < 2e-3
+  assert 0.8 < np.std(fixed["adapters/4/layers/1/kernel"]) < 1.2
+  assert 0.5 < np.std(fixed["adapters/4/layers/1/bias"]) < 1.5
+  k3 = fixed["adapters/3/layers/1/kernel"]
   assert np.abs(k3).max() <= 1 / np.sqrt(k3.shape[0]) + 1e-7
-  x = jax.random.normal(jax.random.key(0), (6, 8, 8, 3))
+  x = jax.random.normal(jax.random.key(0), (6, 4, 4, 16))
   m.eval()
   assert not np.allclose(_apply(m, x), _apply(m, x))  # noise and RReLU act at test, as the code
-  p = _build({**TINY, "train_adapters": True})
-  assert "multi_head/adapters/0/layers/0/kernel" in _flat(
-      nnx.to_pure_dict(nnx.state(p, nnx.Param)))
+  p = head(True)
   p.eval()
   np.testing.assert_array_equal(_apply(p, x), _apply(p, x))
 
