@@ -165,6 +165,13 @@ def test_task_loss_matches_numpy(step):
   np.testing.assert_allclose(m["loss_ens"], ens, rtol=1e-5)
   total = loss_x + 0.05 * m["loss_saf"] + ens + m["loss_mc"]
   np.testing.assert_allclose(loss, total, rtol=1e-5)
+  y_u = np.asarray(batch["label"][b:])
+  np.testing.assert_allclose(m["pseudo_label_accuracy"],
+                             np.sum(keep * (t == y_u)) / max(keep.sum(), 1), rtol=1e-6)
+  mask3 = np.asarray(masks[3])
+  np.testing.assert_allclose(m["pseudo_label_accuracy_head3"],
+                             np.sum(mask3 * (probs[3].argmax(-1) == y_u)) / max(mask3.sum(), 1),
+                             rtol=1e-6)
 
 
 def test_eval_count_weighted_ensemble_ignores_padding_rows():

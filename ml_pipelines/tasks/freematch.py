@@ -98,7 +98,7 @@ class FreeMatch(Task):
 
     tau, p, hist = jax.vmap(ssl.freematch_update, in_axes=(0, 0, 0, 0, None))(
         luw, extra["tau"], extra["p"], extra["hist"], self.decay)
-    masks, _ = jax.vmap(ssl.freematch_mask, in_axes=(0, 0, 0, None))(luw, tau, p, self.alpha)
+    masks, pseudo = jax.vmap(ssl.freematch_mask, in_axes=(0, 0, 0, None))(luw, tau, p, self.alpha)
     loss_saf = jnp.mean(jax.vmap(ssl.fairness_loss)(masks, lus, p, hist))
 
     epoch = step // self.steps_per_epoch
@@ -121,6 +121,8 @@ class FreeMatch(Task):
                # pseudo-label accuracy on the kept samples (a diagnostic: labels never enter a loss)
                "pseudo_label_accuracy": jnp.sum(keep * correct) / jnp.maximum(jnp.sum(keep), 1),
                "labeled_accuracy": jnp.mean(jnp.argmax(lx, -1) == y[None])}
+    head_correct = jnp.sum(masks * (pseudo == y_u[None]), 1) / jnp.maximum(jnp.sum(masks, 1), 1)
+    metrics.update({f"pseudo_label_accuracy_head{s}": head_correct[s] for s in range(heads)})
     return loss, {"metrics": metrics, "extra": {"tau": tau, "p": p, "hist": hist}}
 
   def eval_metrics(self, model, batch):
