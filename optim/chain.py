@@ -29,6 +29,7 @@ import copy
 import warnings
 
 import jax
+import jax.numpy as jnp
 import optax
 
 import optim
@@ -41,7 +42,7 @@ OPTION_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "d
                          "weight_decay", "weight_decay_mask", "trainable", "freeze",
                          "freeze_batch_stats", "clip_grad_norm", "param_groups", "transforms",
                          "warmup_fraction", "post_transforms", "warmup_lr",
-                         "group_optimizers"})
+                         "group_optimizers", "num_cycles"})
 
 
 class WarmupWarning(UserWarning):
@@ -67,8 +68,11 @@ def warmup_steps(c, total_steps: int) -> int:
 
 
 def schedule(c, total_steps: int) -> optax.Schedule:
-  """constant | cosine | step, after a linear warm-up from 0 (`warmup_steps`), or a constant one
-  at `warmup_lr` when that is set (Dassl's "constant" warm-up)."""
+  """constant | cosine | cosine_cycles | step, after a linear warm-up from 0 (`warmup_steps`), or
+  a constant one at `warmup_lr` when that is set (Dassl's "constant" warm-up).
+  `cosine_cycles`: lr * max(0, cos(pi * num_cycles * t / T)) with `num_cycles` (7/16), the schedule
+  of FixMatch and its successors (Sohn et al. 2020, Sec. 4; kekmodel/FixMatch-pytorch
+  `get_cosine_schedule_with_warmup`)."""
   lr, warmup = float(c.learning_rate), warmup_steps(c, total_steps)
   kind = c.get("schedule", "constant")
   if kind == "constant":
@@ -76,12 +80,15 @@ def schedule(c, total_steps: int) -> optax.Schedule:
   elif kind == "cosine":
     main = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1),
                                        alpha=float(c.get("end_factor", 0.0)))
+  elif kind == "cosine_cycles":
+    cycles, span = float(c.get("num_cycles", 7 / 16)), max(total_steps - warmup, 1)
+    main = lambda t: lr * jnp.maximum(0.0, jnp.cos(jnp.pi * cycles * t / span))  # noqa: E731
   elif kind == "step":
     boundaries = {round(b * total_steps) - warmup: float(c.get("decay_factor", 0.1))
                   for b in c.get("decay_boundaries", (0.5, 0.75))}
     main = optax.piecewise_constant_schedule(lr, boundaries)
   else:
-    raise ValueError(f"Unknown schedule {kind!r}; use constant, cosine or step.")
+    raise ValueError(f"Unknown schedule {kind!r}; use constant, cosine, cosine_cycles or step.")
   if warmup:
     ramp = (optax.constant_schedule(float(c.warmup_lr)) if c.get("warmup_lr") is not None
             else optax.linear_schedule(0.0, lr, warmup))

@@ -142,6 +142,87 @@ def rand_augment(img: np.ndarray, rng: np.random.Generator, num_ops: int = 2,
   return img
 
 
+def _fixmatch_ops():
+  """FixMatch's RandAugment pool (`fixmatch_augment_pool`, google-research/fixmatch and
+  kekmodel/FixMatch-pytorch `randaugment.py`): name -> fn(img, v, rng) for v in [1, 10)."""
+  def enhance(ref):
+    return lambda img, v, rng: _blend(img, ref(img), v / _MAX * 0.9 + 0.05)
+
+  def signed(v, rng):
+    return -v if rng.random() < 0.5 else v
+
+  def affine(make):
+    return lambda img, v, rng: _affine_pil(img, make(img, signed(v, rng)))
+  return {
+      "auto_contrast": lambda img, v, rng: auto_contrast(img, v),
+      "brightness": enhance(lambda img: np.zeros(img.shape, np.float32)),
+      "color": enhance(_gray),
+      "contrast": enhance(lambda img: np.full(img.shape, _gray(img).mean(), np.float32)),
+      "equalize": lambda img, v, rng: equalize(img, v),
+      "identity": lambda img, v, rng: img,
+      "posterize": lambda img, v, rng: posterize_bits(img, int(v * 4 / _MAX) + 4),
+      # rotate(img, m, sign) turns by sign * m / _MAX * 30 degrees: int(3 v) degrees here
+      "rotate": lambda img, v, rng: rotate(img, int(v * 30 / _MAX) * _MAX / 30,
+                                           sign=signed(1, rng)),
+      # sharpness(img, m) enhances by 1 + m / _MAX * 0.9: the factor v / _MAX * 0.9 + 0.05 here
+      "sharpness": lambda img, v, rng: sharpness(img, (v / _MAX * 0.9 - 0.95) * _MAX / 0.9),
+      "shear_x": affine(lambda img, s: [[1, s * 0.3 / _MAX, 0], [0, 1, 0]]),
+      "shear_y": affine(lambda img, s: [[1, 0, 0], [s * 0.3 / _MAX, 1, 0]]),
+      "solarize": lambda img, v, rng: np.where(img >= 256 - int(v * 256 / _MAX), 255 - img,
+                                               img).astype(np.uint8),
+      "translate_x": affine(lambda img, s: [[1, 0, int(s * 0.3 / _MAX * img.shape[1])],
+                                            [0, 1, 0]]),
+      "translate_y": affine(lambda img, s: [[1, 0, 0],
+                                            [0, 1, int(s * 0.3 / _MAX * img.shape[0])]]),
+  }
+
+
+def posterize_bits(img, bits: int):
+  """PIL ImageOps.posterize: keep the top `bits` bits."""
+  return img & np.uint8((0xFF << (8 - bits)) & 0xFF)
+
+
+def _affine_pil(img, matrix):
+  """PIL `Image.transform(AFFINE, data)`: output (x, y) reads input matrix @ (x, y, 1), nearest,
+  fill 0 (FixMatch's ops use PIL's default fill)."""
+  h, w = img.shape[:2]
+  ys, xs = np.mgrid[0:h, 0:w]
+  m = np.asarray(matrix, np.float64)
+  src = np.tensordot(m, np.stack([xs + 0.5, ys + 0.5, np.ones_like(xs)]), axes=1)
+  sx, sy = np.floor(src[0]).astype(int), np.floor(src[1]).astype(int)
+  ok = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
+  out = np.zeros_like(img)
+  out[ok] = img[sy[ok], sx[ok]]
+  return out
+
+
+FIXMATCH_OPS = _fixmatch_ops()
+
+
+def cutout(img: np.ndarray, rng: np.random.Generator, size: int, fill: int = 127) -> np.ndarray:
+  """FixMatch's `CutoutAbs`: a `size` x `size` gray square centred at a uniform point, clipped at
+  the borders."""
+  h, w = img.shape[:2]
+  x0 = int(max(0, rng.uniform(0, w) - size / 2))
+  y0 = int(max(0, rng.uniform(0, h) - size / 2))
+  out = img.copy()
+  out[y0:min(h, y0 + size), x0:min(w, x0 + size)] = fill
+  return out
+
+
+def rand_augment_fixmatch(img: np.ndarray, rng: np.random.Generator, num_ops: int = 2,
+                          magnitude: int = 10) -> np.ndarray:
+  """FixMatch's `RandAugmentMC(n, m)` on a uint8 image: `num_ops` ops drawn with replacement from
+  the 14-op pool, each applied with probability 1/2 at a magnitude drawn from [1, m), then Cutout
+  of half the image side (Sohn et al. 2020, "FixMatch", Sec. 2.3 and Table 12)."""
+  names = list(FIXMATCH_OPS)
+  for i in rng.integers(len(names), size=num_ops):
+    v = int(rng.integers(1, magnitude))
+    if rng.random() < 0.5:
+      img = FIXMATCH_OPS[names[i]](img, v, rng)
+  return cutout(img, rng, int(min(img.shape[:2]) * 0.5))
+
+
 # --- joint transforms: image, mask and boxes with the same parameters --------------------------
 IGNORE = 255
 

@@ -20,6 +20,15 @@ Config (`config.data.sampler`, or one row of the stage table): `{name, **options
   Class frequencies are uniform in expectation; an example may repeat within a batch.
 - `index_list`: shuffled epochs, as `epochs`, over a list of example indices the task sets at the
   stage start (`set_index_list`): the current task's classes plus an exemplar memory.
+- `labeled_unlabeled` (options `ratio` mu, `num_labeled`, `labeled_file`, `source_index`, `label`):
+  semi-supervised batches (FixMatch, Sohn et al. 2020, Sec. 3): the first B / (1 + mu) rows come
+  from the labeled subset, the other mu B / (1 + mu) from every example of the split (the unlabeled
+  set includes the labeled images, as FixMatch's and FreeMatch's code). Both are shuffled epochs
+  with independent orders; the labeled subset is repeated until it fills a batch. The subset is
+  `num_labeled / K` examples per class drawn with the run seed, or the positions listed in
+  `labeled_file` (.npy, or JSON: a list or the official splits' `[labeled, unlabeled]`; with
+  `source_index` the listed numbers are matched against that per-example field, e.g. the original
+  CIFAR order).
 """
 from __future__ import annotations
 
@@ -30,30 +39,34 @@ import numpy as np
 from ml_pipelines.registry import unknown_options
 
 OPTIONS = {"epochs": frozenset(), "pk": frozenset({"k", "label"}),
-           "class_balanced": frozenset({"label"}), "index_list": frozenset()}
+           "class_balanced": frozenset({"label"}), "index_list": frozenset(),
+           "labeled_unlabeled": frozenset({"ratio", "num_labeled", "labeled_file", "source_index",
+                                           "label"})}
 
 
-def rng(seed: int, stage: int, counter: int) -> np.random.Generator:
-  return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(stage),
-                                                                           int(counter))))
+def rng(seed: int, stage: int, counter: int, stream: int = 0) -> np.random.Generator:
+  """The generator of draw `counter` of `stage`; `stream` > 0 keys an independent sequence."""
+  key = (int(stage), int(counter)) + ((int(stream),) if stream else ())
+  return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=key))
 
 
 class Epochs:
   """Shuffled epochs over `pool` (every example, or an index list); the remainder is dropped."""
 
-  def __init__(self, pool: np.ndarray, global_batch: int, seed: int, stage: int):
+  def __init__(self, pool: np.ndarray, global_batch: int, seed: int, stage: int, stream: int = 0):
     self.pool = np.asarray(pool, np.int64)
     if len(self.pool) < global_batch:
       raise ValueError(f"Stage {stage} samples from {len(self.pool)} examples (the whole split, or "
                        f"its index list), fewer than batch_size {global_batch}.")
-    self.global_batch, self.seed, self.stage = global_batch, seed, stage
+    self.global_batch, self.seed, self.stage, self.stream = global_batch, seed, stage, stream
     self.steps_per_epoch = len(self.pool) // global_batch
     self._cache: tuple[int, np.ndarray] | None = None
 
   def _order(self, epoch: int) -> np.ndarray:
     cache = self._cache  # one read: grain threads may replace it concurrently
     if cache is None or cache[0] != epoch:
-      cache = (epoch, self.pool[rng(self.seed, self.stage, epoch).permutation(len(self.pool))])
+      order = rng(self.seed, self.stage, epoch, self.stream).permutation(len(self.pool))
+      cache = (epoch, self.pool[order])
       self._cache = cache
     return cache[1]
 
@@ -117,6 +130,58 @@ class ClassBalanced:
     return self.order[self.starts[classes] + within]
 
 
+def labeled_subset(labels: np.ndarray, num_labeled: int, seed: int) -> np.ndarray:
+  """`num_labeled / K` examples of each of the K classes, drawn without replacement (FixMatch's
+  `x_u_split`), in class order."""
+  classes = np.unique(labels)
+  if num_labeled % len(classes):
+    raise ValueError(f"num_labeled={num_labeled} is not a multiple of the {len(classes)} classes.")
+  g = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(2**31 - 1,)))
+  per_class = num_labeled // len(classes)
+  return np.concatenate([g.choice(np.flatnonzero(labels == c), per_class, replace=False)
+                         for c in classes])
+
+
+def read_labeled_file(path: str, source_index: np.ndarray | None = None) -> np.ndarray:
+  """Positions of the labeled examples listed in `path` (see `labeled_unlabeled`)."""
+  if path.endswith(".npy"):
+    listed = np.load(path).tolist()
+  else:
+    import json
+    with open(path) as f:
+      listed = json.load(f)
+  if listed and isinstance(listed[0], list):  # the official splits: [labeled, unlabeled]
+    listed = listed[0]
+  listed = np.unique(np.asarray(listed, np.int64))
+  if source_index is None:
+    return listed
+  position = {int(v): i for i, v in enumerate(source_index)}
+  missing = [int(v) for v in listed if int(v) not in position]
+  if missing:
+    raise ValueError(f"{path}: {len(missing)} listed examples are not in the split "
+                     f"(first: {missing[:5]}).")
+  return np.array([position[int(v)] for v in listed], np.int64)
+
+
+class LabeledUnlabeled:
+  """`labeled_unlabeled`: [B / (1 + mu) labeled rows, mu B / (1 + mu) rows of the whole split]."""
+
+  def __init__(self, labeled: np.ndarray, size: int, global_batch: int, ratio: int, seed: int,
+               stage: int):
+    if global_batch % (1 + ratio):
+      raise ValueError(f"labeled_unlabeled sampler: batch_size {global_batch} is not a multiple of "
+                       f"1 + ratio = {1 + ratio}.")
+    self.labeled_batch = global_batch // (1 + ratio)
+    labeled = np.asarray(labeled, np.int64)
+    reps = -(-self.labeled_batch // len(labeled))
+    self.labeled = Epochs(np.tile(labeled, reps), self.labeled_batch, seed, stage, stream=1)
+    self.unlabeled = Epochs(np.arange(size), global_batch - self.labeled_batch, seed, stage,
+                            stream=2)
+
+  def indices(self, step: int) -> np.ndarray:
+    return np.concatenate([self.labeled.indices(step), self.unlabeled.indices(step)])
+
+
 def check(config: Mapping) -> str:
   """The sampler name of `config`, after checking its options."""
   name = config.get("name", "epochs")
@@ -141,6 +206,15 @@ def build(config: Mapping, *, size: int, global_batch: int, seed: int, stage: in
       raise ValueError(f"The index list of stage {stage} has indices outside [0, {size}).")
     return Epochs(index_list, global_batch, seed, stage)
   field = config.get("label", "label")
+  if name == "labeled_unlabeled":
+    if config.get("labeled_file"):
+      source = config.get("source_index")
+      labeled = read_labeled_file(config["labeled_file"], labels(source) if source else None)
+    elif config.get("num_labeled"):
+      labeled = labeled_subset(labels(field), int(config["num_labeled"]), seed)
+    else:
+      raise KeyError("The labeled_unlabeled sampler needs num_labeled or labeled_file.")
+    return LabeledUnlabeled(labeled, size, global_batch, int(config.get("ratio", 7)), seed, stage)
   if name == "pk":
     if "k" not in config:
       raise KeyError("The pk sampler needs k (instances per identity).")
