@@ -217,7 +217,7 @@ class Run:
     if freeze_batch_stats:
       for path, module in nnx.iter_modules(model):
         if isinstance(module, nnx.BatchNorm) and not any(
-            jax.tree_util.tree_leaves(_subtree(mask, tuple(str(p) for p in path)))):
+            jax.tree_util.tree_leaves(_subtree(mask, tuple(path)))):
           module.use_running_average = True
     graphdef = nnx.graphdef(model)
     model.train()

@@ -4,7 +4,7 @@
         --workdir=/tmp/cil_replay
     arg: METHOD[,DATASET]; METHOD one of finetune (no memory), replay (herded memory), joint (every
     seen class: the upper bound), lwf (KD on old logits, T = 2, no memory), icarl (KD + memory +
-    nearest mean of exemplars); DATASET digits (embedded, default: 5 tasks x 2 classes, memory 20)
+    nearest mean of exemplars); DATASET digits (embedded, default: 5 tasks x 2 classes, memory 40)
     or cifar100 (TFDS, B0-Inc10, order seed 1993, ResNet-18 at 32 px, memory 2000).
 """
 import ml_collections
@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   options = {}
   if dataset == "digits":
     c = common.run_config(batch_size=32, eval_batch_size=120)
-    memory = 20
+    memory = 40
     c.task = common.digits_task("class_incremental")
     c.model = ml_collections.ConfigDict(dict(name="incremental_net",
                                              backbone=common.DIGITS_BACKBONE, num_classes=10))

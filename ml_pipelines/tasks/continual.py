@@ -218,19 +218,24 @@ class ClassIncremental(Task):
   def _features(self, model, batch):
     return {"features": model(batch[self.image_key])[1]}
 
+  def herded(self, env, state, t: int, quota: int) -> dict[int, np.ndarray]:
+    """{class of task t: its first `quota` training indices in herding order}, on the features of
+    `feature_fn(t)` (eval mode, evaluation preprocessing)."""
+    ranks = self.train_ranks(env)
+    idx = np.flatnonzero((ranks >= self.bounds[t]) & (ranks < self.bounds[t + 1]))
+    feats = env.predict(state, self.feature_fn(t), self.config.data.train_split, indices=idx)
+    f, idx = feats["features"], feats["index"]
+    out = {}
+    for c in self.classes_of(t):
+      rows = np.flatnonzero(ranks[idx] == c)
+      out[int(c)] = idx[rows[protocol.herding_select(f[rows], quota)]]
+    return out
+
   def memory_after(self, env, state, t: int) -> np.ndarray:
     """The memory once task t's classes are herded in (a pure function of the state)."""
-    ranks = self.train_ranks(env)
-    new = self.classes_of(t)
-    idx = np.flatnonzero(np.isin(ranks, new))
-    feats = env.predict(state, self.feature_fn(t), self.config.data.train_split, indices=idx)
-    feats, idx = feats["features"], idx[np.searchsorted(idx, feats["index"])]
     quota = self.memory_size // int(self.bounds[t + 1])
-    orders = {}
-    for c in new:
-      rows = np.flatnonzero(ranks[idx] == c)
-      orders[int(c)] = idx[rows[protocol.herding_select(feats[rows], quota)]]
-    return protocol.updated_memory(np.asarray(state["extra"]["memory"]), ranks, new, orders,
+    return protocol.updated_memory(np.asarray(state["extra"]["memory"]), self.train_ranks(env),
+                                   self.classes_of(t), self.herded(env, state, t, quota),
                                    self.memory_size)
 
   # --- evaluation ---------------------------------------------------------------------------
@@ -321,3 +326,87 @@ class ClassIncremental(Task):
       loss = loss + self.distill * kd
       metrics["kd"] = kd
     return loss, {"metrics": metrics}
+
+
+@tasks.register("acl")
+class ACL(ClassIncremental):
+  """ACL on an `acl_net` model (module docstring; CL_Pytorch ``methods/multi_steps/acl.py``).
+
+  Extra option `phase`: "adapters" (phase 1: data = the task's classes + the exemplar memory, old
+  classes relabelled "others" (C_t); CE on the newest path's aux head; a task's first stage copies
+  adapter t-1 into adapter t, weights and BN statistics) or "heads" (phase 2, t > 0: data = the
+  memory + m herded images of each new class, m = M // old classes; loss
+  ``sum_i CE(head_i, target_i)``, target_i the within-task class for samples of task i, else C_i,
+  a head's term only when the batch holds a sample of task i). Herding uses the newest path's
+  features; inference is `evaluators.continual.min_others_predict`.
+  """
+  OPTIONS = ClassIncremental.OPTIONS | {"phase"}
+
+  def __init__(self, config):
+    super().__init__(config)
+    self.phase = config.task.get("phase", "adapters")
+    if self.phase not in ("adapters", "heads"):
+      raise ValueError(f"ACL phase must be 'adapters' or 'heads', got {self.phase!r}.")
+    if self.phase == "heads" and self.task_index == 0:
+      raise ValueError("ACL task 0 has no 'heads' phase (its head is trained in phase 1).")
+    if not self.memory_size:
+      raise ValueError("ACL needs an exemplar memory: set memory_size.")
+    if tuple(config.model.task_sizes) != tuple(self.sizes):
+      raise ValueError(f"model.task_sizes {tuple(config.model.task_sizes)} must equal the "
+                       f"protocol's {tuple(self.sizes)}.")
+    self._fns = {}
+
+  def start_stage(self, env, state, stage):
+    t = self.task_index
+    if self.phase == "adapters" and t > 0 and self.first_stage_of_task(stage):
+      def copy_previous(tree):
+        tree = jax.tree_util.tree_map(np.copy, tree)
+        if "adapters" in tree:
+          for hook in tree["adapters"].values():
+            hook[t] = jax.tree_util.tree_map(np.copy, hook[t - 1])
+        return tree
+      state = replace_variables(state, copy_previous, copy_previous)
+    return super().start_stage(env, state, stage)
+
+  def stage_indices(self, env, state):
+    if self.phase == "adapters":
+      return super().stage_indices(env, state)
+    t = self.task_index
+    memory = np.asarray(state["extra"]["memory"])
+    quota = self.memory_size // int(self.bounds[t])
+    herded = self.herded(env, state, t, quota)
+    return np.concatenate([memory[memory >= 0]] + [herded[c] for c in sorted(herded)]
+                          ).astype(np.int64)
+
+  def feature_fn(self, upto: int):
+    key = ("features", upto)
+    if key not in self._fns:
+      self._fns[key] = lambda model, batch: {
+          "features": model.newest(batch[self.image_key], upto)[1]}
+    return self._fns[key]
+
+  def predictions(self, env, state, upto, memory):
+    key = ("logits", upto)
+    if key not in self._fns:
+      self._fns[key] = lambda model, batch: {
+          "logits": jnp.concatenate(model.all_heads(batch[self.image_key], upto), -1),
+          "rank": self.ranks(batch[self.label_key])}
+    out = env.predict(state, self._fns[key], self.config.data.eval_split)
+    seen = out["rank"] < self.bounds[upto + 1]
+    pred, task, _ = cl_eval.min_others_predict(out["logits"][seen], self.sizes[:upto + 1])
+    return pred, out["rank"][seen], task
+
+  def loss(self, model, batch, rng, extra, step):
+    images, rank = batch[self.image_key], self.ranks(batch[self.label_key])
+    t = self.task_index
+    if self.phase == "adapters":
+      logits, _ = model.newest(images, t)
+      target = jnp.where(rank >= self.bounds[t], rank - self.bounds[t], self.sizes[t])
+      loss = jnp.mean(cls.cross_entropy(logits, target))
+      return loss, {"metrics": {"accuracy": jnp.mean(jnp.argmax(logits, -1) == target)}}
+    loss = 0.0
+    for i, logits in enumerate(model.all_heads(images, t)):
+      inside = (rank >= self.bounds[i]) & (rank < self.bounds[i + 1])
+      target = jnp.where(inside, rank - self.bounds[i], self.sizes[i])
+      loss = loss + jnp.where(inside.any(), jnp.mean(cls.cross_entropy(logits, target)), 0.0)
+    return loss, {}
