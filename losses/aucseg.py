@@ -7,19 +7,19 @@ All labelled pixels of the batch form one set (label `ignore_index` dropped). Sc
 per class, `s_p(i) = sigmoid(logit_p(i))`. With N_c the number of pixels of class c and K_b the
 number of classes present, the one-vs-one (`ovo`) loss is
 
-    L = 1 / (K_b (K_b - 1)) sum_{i: N_i > 0} sum_{p: y_p = i} sum_{n: y_n != i} w_pn l(s_p(i) - s_n(i))
-    w_pn = 1 / (N_i N_{y_n})
+    L = 1 / (K_b (K_b - 1)) sum_{i: N_i > 0} sum_{p: y_p = i} sum_{n: y_n != i}
+        w_pn l(s_p(i) - s_n(i)),        w_pn = 1 / (N_i N_{y_n})
 
 and the one-vs-all (`ova`) loss has factor 1 and `w_pn = 1 / (N_i (n - N_i))`. Surrogates:
-square `l(t) = (gamma - t)^2 / 2` (every config of the paper) and exponential `l(t) = exp(-gamma t)`.
-The code's "hinge" is linear without the max(0, .) and its negative term carries an extra 1/N_i:
-`fac * gamma - fac / N_i sum_p s_p(i) + sum_n w_pn s_n(i)` with fac = K_b - 1 (ovo) or 1 (ova); it is
-reproduced as coded.
+square `l(t) = (gamma - t)^2 / 2` (every config of the paper) and exponential
+`l(t) = exp(-gamma t)`. The code's "hinge" is linear without the max(0, .) and its negative term
+carries an extra 1/N_i: `fac * gamma - fac / N_i sum_p s_p(i) + sum_n w_pn s_n(i)` with
+fac = K_b - 1 (ovo) or 1 (ova); it is reproduced as coded.
 
-Every surrogate is evaluated in O(n K) without forming pairs, as the official code does: for the
-square loss with `d = s(i) - gamma 1[y = i]` and `v_n = w_pn` (independent of p),
-`sum_pn w (gamma - s_p + s_n)^2 / 2 = [sum_p (sum_n v_n) d_p^2 + N_i sum_n v_n d_n^2] / 2
-- (sum_n v_n d_n)(sum_p d_p)`.
+Every surrogate is evaluated in O(n K) without forming pairs, as the official code does: with
+`d = s(i) - gamma 1[y = i]` and `v_n = N_i w_pn` (independent of p; sum_n v_n = K_b - 1 for ovo),
+`sum_pn w_pn (gamma - s_p + s_n)^2 / 2 = [sum_n v_n / N_i sum_p d_p^2 + sum_n v_n d_n^2] / 2
+- (sum_n w_pn d_n)(sum_p d_p)`.
 
 A batch with fewer than two present classes gives 0 (the official code divides by K_b (K_b - 1) = 0
 and returns NaN).
@@ -44,7 +44,7 @@ def auc_loss(logits: jax.Array, labels: jax.Array, *, surrogate: str = "square",
   s = jax.nn.sigmoid(logits.reshape(-1, k).astype(jnp.float32))
   labels = labels.reshape(-1)
   valid = (labels != ignore_index).astype(jnp.float32)
-  y = jax.nn.one_hot(labels, k, dtype=jnp.float32) * valid[:, None]     # [n, K], 0 on ignored
+  y = jax.nn.one_hot(labels, k, dtype=jnp.float32) * valid[:, None]  # [n, K], 0 on ignored
   counts = y.sum(0)                                                     # N_c
   present = counts > 0
   num_present = present.sum()
@@ -59,7 +59,7 @@ def auc_loss(logits: jax.Array, labels: jax.Array, *, surrogate: str = "square",
   w_neg = v * inv_n                                                     # w_pn per negative n, [n, K]
   if surrogate == "square":
     d = s - gamma * y
-    a = (fac * y * inv_n + v) * d * d                                   # official S * diff^2
+    a = (fac * y * inv_n + v) * d * d  # the official S * diff^2
     per_class = 0.5 * a.sum(0) - (w_neg * d).sum(0) * (y * d).sum(0)
   elif surrogate == "exp":
     per_class = (y * jnp.exp(-gamma * s)).sum(0) * (w_neg * jnp.exp(gamma * s)).sum(0)

@@ -1,5 +1,6 @@
-"""AUCSeg's pixel-level AUC loss: the official code (fixture: loss and gradient, ignore pixels and an
-absent class) and the pairwise definition (NumPy brute force over every positive/negative pair)."""
+"""AUCSeg's pixel-level AUC loss: the official code (fixture: loss and gradient, ignore pixels and
+an absent class) and the pairwise definition (NumPy brute force over every positive/negative
+pair)."""
 from __future__ import annotations
 
 import os
