@@ -45,10 +45,10 @@ def auc_loss(logits: jax.Array, labels: jax.Array, *, surrogate: str = "square",
   labels = labels.reshape(-1)
   valid = (labels != ignore_index).astype(jnp.float32)
   y = jax.nn.one_hot(labels, k, dtype=jnp.float32) * valid[:, None]  # [n, K], 0 on ignored
-  counts = y.sum(0)                                                     # N_c
+  counts = y.sum(0)  # N_c
   present = counts > 0
   num_present = present.sum()
-  inv_n = jnp.where(present, 1.0 / jnp.maximum(counts, 1.0), 0.0)       # 1 / N_i
+  inv_n = jnp.where(present, 1.0 / jnp.maximum(counts, 1.0), 0.0)  # 1 / N_i
   if transform == "ovo":
     inv_n_label = (y * inv_n).sum(-1)                                   # 1 / N_{y_n}, 0 if ignored
     v = (1.0 - y) * inv_n_label[:, None]                                # w_pn = v_n / N_i
@@ -56,7 +56,7 @@ def auc_loss(logits: jax.Array, labels: jax.Array, *, surrogate: str = "square",
   else:
     v = (1.0 - y) * valid[:, None] / jnp.maximum(valid.sum() - counts, 1.0)
     fac, factor = 1.0, 1.0
-  w_neg = v * inv_n                                                     # w_pn per negative n, [n, K]
+  w_neg = v * inv_n  # w_pn per negative n, [n, K]
   if surrogate == "square":
     d = s - gamma * y
     a = (fac * y * inv_n + v) * d * d  # the official S * diff^2
