@@ -410,3 +410,64 @@ class ACL(ClassIncremental):
       target = jnp.where(inside, rank - self.bounds[i], self.sizes[i])
       loss = loss + jnp.where(inside.any(), jnp.mean(cls.cross_entropy(logits, target)), 0.0)
     return loss, {}
+
+
+@tasks.register("adaptive_kd")
+class AdaptiveKD(ClassIncremental):
+  """Adaptively integrated KD with prediction uncertainty (Chen et al., arXiv 2301.07316), the
+  [inferred] formulation of `losses.continual` (the paper's text was not reachable): for t > 0,
+  per sample ``(1 - u) * (KD + feature_weight * L_feat) + u * CE`` with u the teacher's normalised
+  entropy over the old classes, L_feat every student block distilling a softmax-weighted mixture of
+  all teacher blocks' attention maps (weights = the model's learnable `integration` logits), and
+  CutMix among the exemplars of each batch (targets mixed by area; the teacher sees the mixed
+  images). Ablation switches (options): `integration` (off: block l distils teacher block l),
+  `uncertainty` (off: the fixed sum CE + KD + feature_weight * L_feat), `exemplar_cutmix`.
+  Needs `memory_size` and `distill` > 0 (the KD temperature is `kd_temperature`).
+  """
+  OPTIONS = ClassIncremental.OPTIONS | {"integration", "uncertainty", "exemplar_cutmix",
+                                        "cutmix_alpha", "feature_weight"}
+
+  def __init__(self, config):
+    super().__init__(config)
+    t = config.task
+    self.integration = bool(t.get("integration", True))
+    self.uncertainty = bool(t.get("uncertainty", True))
+    self.exemplar_cutmix = bool(t.get("exemplar_cutmix", True))
+    self.cutmix_alpha = float(t.get("cutmix_alpha", 1.0))
+    self.feature_weight = float(t.get("feature_weight", 1.0))
+    if self.integration and not config.model.get("integration", False):
+      raise ValueError("integration=True needs model.integration=True (the learnable weights).")
+    if not self.distill:
+      raise ValueError("adaptive_kd distils: set distill > 0.")
+
+  def loss(self, model, batch, rng, extra, step):
+    images, rank = batch[self.image_key], self.ranks(batch[self.label_key])
+    t = self.task_index
+    n_seen, n_old = int(self.bounds[t + 1]), int(self.bounds[t])
+    targets = jax.nn.one_hot(rank, self.num_classes)
+    if t > 0 and self.exemplar_cutmix:
+      images, partner, lam = cl_losses.exemplar_cutmix(rng, images, rank < n_old,
+                                                       self.cutmix_alpha)
+      targets = lam[:, None] * targets + (1.0 - lam[:, None]) * targets[partner]
+    blocks = model.blocks(images)
+    logits, _ = model.head(blocks)
+    logits = jnp.where(jnp.arange(logits.shape[-1]) < n_seen, logits, NEG)
+    ce = cls.soft_cross_entropy(logits, targets)
+    metrics = {"ce": jnp.mean(ce), "accuracy": jnp.mean(jnp.argmax(logits, -1) == rank)}
+    if t == 0:
+      return jnp.mean(ce), {"metrics": metrics}
+    teacher = self.teacher(extra)
+    t_blocks = teacher.blocks(images)
+    t_logits, _ = teacher.head(t_blocks)
+    kd = cl_losses.kd_loss(logits[:, :n_old], t_logits[:, :n_old], self.kd_temperature)
+    levels = len(blocks)
+    weights = (jax.nn.softmax(model.integration.value, axis=-1) if self.integration
+               else jnp.eye(levels))
+    feat = cl_losses.integrated_feature_loss(blocks, t_blocks, weights)
+    u = cl_losses.prediction_uncertainty(t_logits[:, :n_old]) if self.uncertainty else None
+    per_sample = cl_losses.uncertainty_weighted(ce, self.distill * kd + self.feature_weight * feat,
+                                                u)
+    metrics.update(kd=jnp.mean(kd), feature=jnp.mean(feat))
+    if u is not None:
+      metrics["uncertainty"] = jnp.mean(u)
+    return jnp.mean(per_sample), {"metrics": metrics}
