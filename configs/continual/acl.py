@@ -56,10 +56,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                              task_sizes=sizes, hooks=hooks))
     c.data = ml_collections.ConfigDict(dict(name="digits", train_split="train",
                                             eval_split="test"))
-    adapter_steps, head_steps = 60, 30
+    adapter_steps, head_steps = 60, 60
     adapter_opt = dict(name="sgd", learning_rate=0.05, momentum=0.9, weight_decay=5e-4,
                        schedule="step", decay_boundaries=(0.6,))
-    head_opt = dict(name="adam", learning_rate=3e-3, weight_decay=0.0, schedule="constant")
+    head_opt = dict(name="adam", learning_rate=1e-2, weight_decay=0.0, schedule="constant")
   else:
     d = DATASETS[name]
     sizes = list(PATH16_TASKS) if name == "path16" else [d["increment"]] * (

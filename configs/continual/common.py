@@ -42,6 +42,7 @@ def with_stages(c: ml_collections.ConfigDict, stages) -> ml_collections.ConfigDi
   c.stages = stages
   c.total_steps = sum(s["steps"] for s in stages)
   c.eval_every = c.total_steps  # the accuracy-matrix rows are taken at the task boundaries
+  c.checkpoint_every = min(s["steps"] for s in stages)
   return c
 
 
