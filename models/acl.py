@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import models
+from models import convert
 from models.resnet import ACTIVATIONS, ResNet, max_pool_3x3_s2
 
 
@@ -187,3 +188,12 @@ class ACLNet(nnx.Module):
 models.register("staged_cnn", StagedCNN)
 models.register("incremental_net", IncrementalNet)
 models.register("acl_net", ACLNet)
+
+
+@convert.register("torchvision_resnet_backbone")
+class TorchResNetBackbone(convert.TorchResNet):
+  """A torchvision / timm ResNet checkpoint into the `backbone/` of `incremental_net` / `acl_net`
+  (the file's `fc` is left unused: run with `strict=False`)."""
+
+  def keys(self, path):
+    return super().keys(path.removeprefix("backbone/"))

@@ -13,8 +13,9 @@ Per task: phase "adapters" (SGD lr 0.01, momentum 0.9, wd 5e-4, 200 epochs, x0.1
 130, 170, batch 32; trainable: the newest adapters and the aux head, frozen BNs on running
 statistics) and, from task 1 on, phase "heads" (Adam lr 1e-3, no weight decay; CIFAR-100 50
 epochs x0.1 at 15 and 35, Skin8 / Path16 100 epochs x0.1 at 55 and 80; trainable: every head).
-The pretrained ResNet-18 is loaded with `init_from` (converter `torchvision_resnet` names the
-backbone's variables under `backbone/`; heads and adapters keep their initialisation).
+The pretrained ResNet-18 (torchvision IMAGENET1K_V1 = timm resnet18.tv_in1k) is loaded with
+`init_from` (converter `torchvision_resnet_backbone`; heads and adapters keep their
+initialisation, the file's fc is unused).
 """
 import ml_collections
 
@@ -84,8 +85,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict(dict(
       name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4, schedule="constant",
       warmup_steps=0, freeze_batch_stats=True, transforms=()))
-  c.init_from = ml_collections.ConfigDict(dict(path="", converter="ours",
-                                               skip=r"^(adapters|heads|aux)/", strict=False))
+  c.init_from = ml_collections.ConfigDict(dict(
+      path="", converter="ours" if name.startswith("digits") else "torchvision_resnet_backbone",
+      skip=r"^(adapters|heads|aux)/", strict=False))
   stages = common.task_stages(len(sizes), 0, phases=lambda t: _phases(
       t, adapter_steps, head_steps, adapter_opt, head_opt, bool(hooks)))
   return common.with_stages(c, stages)
