@@ -55,3 +55,24 @@ def test_image_folder_layout(tmp_path):
   assert ds.source.arrays["label"].tolist() == [0, 0, 1, 1, 1]
   ex = ds.preprocess(ds.source[4], np.random.default_rng(0))
   assert ex["image"].shape == (8, 8, 3) and ex["image"].dtype == np.float32
+
+
+def test_torchvision_resnet_loads_into_the_acl_backbone():
+  import warnings
+  import models
+  from models import convert
+  from models.acl import TorchResNetBackbone
+  rn = models.build({"name": "resnet18", "width": 8, "num_classes": 5}, seed=3)
+  sd = convert.to_state_dict(rn, convert.TorchResNet())
+  assert "layer4.1.bn2.running_var" in sd and "fc.weight" in sd
+  net = models.build({"name": "acl_net", "backbone": {"name": "resnet18", "width": 8},
+                      "task_sizes": (2, 2), "hooks": (0, 3)}, seed=0)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    convert.load_into(net, sd, strict=False, converter=TorchResNetBackbone())
+  np.testing.assert_array_equal(np.asarray(net.backbone.layer4[1].bn2.var.value),
+                                np.asarray(rn.layer4[1].bn2.var.value))
+  np.testing.assert_array_equal(np.asarray(net.backbone.conv1.kernel.value),
+                                np.asarray(rn.conv1.kernel.value))
+  # Adapter channels at ResNet-18's hooked stage inputs: 64 and 256 at width 64 (here 8 and 32).
+  assert net.adapters[0][0].conv.in_features == 8 and net.adapters[1][0].conv.in_features == 32
