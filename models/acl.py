@@ -82,9 +82,8 @@ def num_stages(backbone) -> int:
 def stage_inputs(backbone) -> tuple[int, ...]:
   """Channels entering each stage (ResNet-18: 64, 64, 128, 256)."""
   if isinstance(backbone, ResNet):
-    outs = [blocks[-1].expansion * backbone.conv1.out_features * 2 ** i for i, blocks in
-            enumerate(getattr(backbone, f"layer{j + 1}") for j in range(4))]
-    return (backbone.conv1.out_features,) + tuple(outs[:-1])
+    w, e = backbone.conv1.out_features, backbone.layer1[0].expansion
+    return (w, w * e, 2 * w * e, 4 * w * e)
   return backbone.stage_inputs
 
 
