@@ -15,9 +15,11 @@ current row and reports the summaries of `evaluators.continual` and writes the m
 ``<workdir>/continual.json``.
 
 Tasks: `class_incremental` (one head over all classes, logits of unseen classes masked):
-fine-tuning (memory 0), replay (memory M), joint training (`joint`), LwF (Li and Hoiem, TPAMI
-2017: `distill` > 0, no memory; KD on old-class logits at temperature `kd_temperature`), iCaRL
-(distill + memory + `classifier="nme"`: nearest mean of exemplars, CL_Pytorch ``KNN_classify``).
+fine-tuning (memory 0), replay (memory M), joint training (`joint`), iCaRL as CL_Pytorch
+``methods/multi_steps/icarl.py`` (CE over the seen classes + KD on the old-class logits at
+temperature `kd_temperature`, memory, `classifier="nme"`: nearest mean of exemplars,
+``KNN_classify``), and LwF (Li and Hoiem, TPAMI 2017) as that loss without exemplars (`distill` > 0,
+memory 0; PyCIL's variant with CE on the new classes' logits only is not what runs here).
 `acl` (ACL, MICCAI 2023, GiantJun/CL_Pytorch ``methods/multi_steps/acl.py``): phase "adapters"
 (newest adapters + aux head, old classes as "others") and phase "heads" (all heads on a
 class-balanced set, all adapter paths), min-"others" inference with task-identification accuracy.
