@@ -4,7 +4,8 @@ ACL (Zhang et al., "Adapter Learning in Pretrained Feature Extractor for Continu
 Diseases", MICCAI 2023, arXiv 2304.09042; official code GiantJun/CL_Pytorch,
 ``backbone/adapter_cl_net.py``):
 * adapter (``Special_Adapter_v1``): ``x + alpha * relu(BN2(convT(relu(BN1(conv(x))))))``, 3x3 conv
-  and transposed conv with padding 0 (the conv shrinks H, W by 2, the transposed conv restores them),
+  and transposed conv with padding 0 (the conv shrinks H, W by 2, the transposed conv restores
+  them),
   C -> C -> C channels with biases, BN momentum 0.1 / eps 1e-5, alpha a learnable scalar (0.02);
 * one adapter per task before each hooked stage of a frozen backbone;
 * per task t a head ``Linear(F, C_t + 1)`` whose last output is "others", and an auxiliary head of

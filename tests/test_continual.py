@@ -75,7 +75,6 @@ def test_icarl_run_memory_and_exact_resume_after_herding_and_mid_task(tmp_path):
   ref = train.train_and_evaluate(small("icarl"), str(tmp_path / "ref"))
   extra = jax.tree_util.tree_map(np.asarray, ref["state"]["extra"])
   # Memory of 20 over the 8 classes seen before the last task: quota 2, grouped by class rank.
-  c = small("icarl")
   order = protocol.class_order(10, 1993)
   from ml_pipelines.data import digits
   labels = np.asarray(digits._arrays("train")["label"])

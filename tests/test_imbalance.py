@@ -3,7 +3,6 @@ digits profile, and a tiny two-stage run (cRT re-initialises and trains only the
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from losses import metric_learning
 from ml_pipelines import train

@@ -35,15 +35,15 @@ PATH16_TASKS = (2, 2, 2, 2, 4, 2, 2)  # MHIST, breast, oral, PCam, TCGA_STD, lun
 
 
 def _phases(t, adapter_steps, head_steps, adapter_opt, head_opt, adapters: bool):
-  newest = rf"^(heads/0/)" if t == 0 else rf"^(aux/{t - 1}/)"
+  newest = r"^(heads/0/)" if t == 0 else rf"^(aux/{t - 1}/)"
   if adapters:
     newest = newest[:-1] + rf"|adapters/\d+/{t}/)"
   rows = [("adapters", adapter_steps, dict(task=dict(phase="adapters"), trainable=newest,
                                            optimizer=adapter_opt))]
   if t > 0:
     heads = "|".join(str(i) for i in range(t + 1))
-    rows.append(("heads", head_steps, dict(task=dict(phase="heads"), trainable=rf"^heads/({heads})/",
-                                           optimizer=head_opt)))
+    rows.append(("heads", head_steps, dict(task=dict(phase="heads"),
+                                           trainable=rf"^heads/({heads})/", optimizer=head_opt)))
   return rows
 
 

@@ -7,8 +7,8 @@
 * Task split: ``B{base}-Inc{increment}``: a first task of ``base`` classes (``increment`` when 0:
   "B0"), then tasks of ``increment`` classes.
 * Exemplar memory (iCaRL, Rebuffi et al. CVPR 2017, Alg. 4-5; CL_Pytorch ``utils/replayBank.py``):
-  a fixed total budget M split evenly, ``quota = M // seen classes``; when the quota shrinks each old
-  class keeps the first ``quota`` exemplars of its herding order; each new class gets ``quota``
+  a fixed total budget M split evenly, ``quota = M // seen classes``; when the quota shrinks each
+  old class keeps the first ``quota`` exemplars of its herding order; each new class gets ``quota``
   exemplars by herding.  The memory is a fixed-size int array ``[M]`` of training-split indices
   (-1 = empty slot), grouped by class rank, each class in herding order, so it lives in a task's
   checkpointed state.

@@ -4,8 +4,8 @@ CIFAR-100 in the pipelines of the ACL code (GiantJun/CL_Pytorch, datasets/*.py).
 - `cifar100` (TFDS, 32 px; train: pad-4 random crop + flip) and `cifar100_224` (ACL: train
   RandomCrop(32, pad 4), flip, brightness jitter 63/255, then resize to 224; test: resize);
   normalisation mean (0.5071, 0.4867, 0.4408), std (0.2675, 0.2565, 0.2761).
-- `skin8`: ISIC 2019 images and the official list files of CL_Pytorch (`datasets/skin8_train_500.txt`,
-  `skin8_test_500.txt`; `relative_path label` per line): `<data_dir>/skin8_<split>_500.txt` and the
+- `skin8`: ISIC 2019 images and the official list files of CL_Pytorch
+  (`datasets/skin8_train_500.txt`, `skin8_test_500.txt`; `relative_path label` per line): `<data_dir>/skin8_<split>_500.txt` and the
   images under `<data_dir>/ISIC2019/`. Resize to `image_size`, flip; mean (0.6030, 0.4888, 0.4627),
   std (0.2599, 0.2408, 0.2442).
 - `path16`: `<data_dir>/<subset>/<split>/<class>/*` for the 7 pathology subsets in ACL's order

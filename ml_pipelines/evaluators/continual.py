@@ -71,8 +71,8 @@ def continual_report(acc, task_sizes=None) -> dict[str, float]:
 
 
 def min_others_predict(logits, task_sizes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """ACL's inference (GiantJun/CL_Pytorch ``ACL.min_others_test``): `logits` ``[B, sum_i (C_i + 1)]``
-  are per-task heads, each with an "others" last output. Per task a softmax over its C_i + 1
+  """ACL's inference (GiantJun/CL_Pytorch ``ACL.min_others_test``): `logits`
+  ``[B, sum_i (C_i + 1)]`` are per-task heads, each with an "others" last output. Per task a softmax over its C_i + 1
   outputs; the predicted task is the one with the lowest "others" probability u_i; the class is
   first_class(i*) + argmax of head i*'s first C_i probabilities. Returns (predicted classes,
   predicted task ids, confidence 1 - u_i*)."""

@@ -6,8 +6,8 @@ each method's accuracy matrix A[i][j] (row i: after training task i; column j: t
     python -m ml_pipelines.jobs.continual_demo [--workdir=workdirs/continual_demo] [--steps=40]
         [--methods=finetune,replay,...] [--cpu_devices=N]
 
-Methods: the `class_incremental` baselines (configs/continual/baselines.py:METHOD: fine-tune, replay,
-LwF, iCaRL with NME, joint = upper bound), frozen extractor + per-task heads and ACL
+Methods: the `class_incremental` baselines (configs/continual/baselines.py:METHOD: fine-tune,
+replay, LwF, iCaRL with NME, joint = upper bound), frozen extractor + per-task heads and ACL
 (configs/continual/acl.py:digits_frozen_heads / digits) and the adaptive-KD method
 (configs/continual/adaptive_kd.py:digits, [inferred] formulation) with its ablations
 (akd_no_integration, akd_no_uncertainty, akd_no_cutmix). Memory 40 exemplars (herding) wherever a
