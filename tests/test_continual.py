@@ -107,3 +107,19 @@ def test_bad_inputs_fail_with_one_clear_message(tmp_path):
   c = small("replay", memory_size=5)
   with pytest.raises(ValueError, match="memory of 5 is smaller than the 10 classes"):
     train.train_and_evaluate(c, str(tmp_path / "b"))
+
+
+def test_adaptive_kd_trains_its_integration_weights_and_logs_uncertainty(tmp_path):
+  c = config_lib.load("configs/continual/adaptive_kd.py:digits")
+  c.task.update(dict(base_classes=8, increment=2))  # 2 tasks
+  c.model.backbone.width = 8
+  c.stages = tuple(dict(s, steps=3) for s in c.stages[:2])
+  c.total_steps = c.eval_every = c.checkpoint_every = 6
+  c.log_every = 1
+  state = train.train_and_evaluate(c, str(tmp_path))["state"]
+  w = np.asarray(train.Env.variables(state)[0]["integration"])
+  assert w.shape == (3, 3) and np.abs(w).max() > 0  # zeros at init: moved by task 1's loss
+  rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  task1 = [r for r in rows if r.get("step", 0) > 3 and "train/uncertainty" in r]
+  assert task1 and all(0.0 <= r["train/uncertainty"] <= 1.0 for r in task1)
+  assert all(r["train/kd"] > 0 and r["train/feature"] > 0 for r in task1)
