@@ -3,7 +3,8 @@
     python -m ml_pipelines.train --config=configs/continual/baselines.py:replay \
         --workdir=/tmp/cil_replay
     arg: METHOD[,DATASET]; METHOD one of finetune (no memory), replay (herded memory), joint (every
-    seen class: the upper bound), lwf (KD on old logits, T = 2, no memory), icarl (KD + memory +
+    seen class: the upper bound), lwf (CE on the new classes' logits + 3 x KD on
+    the old ones, T = 2, no memory, as PyCIL), icarl (KD + memory +
     nearest mean of exemplars); DATASET digits (embedded, default: 5 tasks x 2 classes, memory 40)
     or cifar100 (TFDS, B0-Inc10, order seed 1993, ResNet-18 at 32 px, memory 2000).
 """
@@ -15,7 +16,7 @@ METHODS = {
     "finetune": dict(),
     "replay": dict(memory=True),
     "joint": dict(joint=True),
-    "lwf": dict(distill=1.0),
+    "lwf": dict(distill=3.0, new_classes_ce=True),
     "icarl": dict(memory=True, distill=1.0, classifier="nme"),
 }
 

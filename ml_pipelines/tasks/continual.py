@@ -19,7 +19,8 @@ fine-tuning (memory 0), replay (memory M), joint training (`joint`), iCaRL as CL
 ``methods/multi_steps/icarl.py`` (CE over the seen classes + KD on the old-class logits at
 temperature `kd_temperature`, memory, `classifier="nme"`: nearest mean of exemplars,
 ``KNN_classify``), and LwF (Li and Hoiem, TPAMI 2017) as that loss without exemplars (`distill` > 0,
-memory 0; PyCIL's variant with CE on the new classes' logits only is not what runs here).
+memory 0) with the CE over the new classes' logits only (`new_classes_ce`, as PyCIL's LwF;
+weight 3 on the KD term there).
 `acl` (ACL, MICCAI 2023, GiantJun/CL_Pytorch ``methods/multi_steps/acl.py``): phase "adapters"
 (newest adapters + aux head, old classes as "others") and phase "heads" (all heads on a
 class-balanced set, all adapter paths), min-"others" inference with task-identification accuracy.
@@ -102,11 +103,12 @@ class ClassIncremental(Task):
 
   Options: num_classes, class_order (a seed, a list of classes, or None for the identity order),
   base_classes, increment, task_index (set per stage), memory_size, joint, distill (weight of the
-  KD term; 0 = none), kd_temperature, classifier ("linear" | "nme"), image_key, label_key.
+  KD term; 0 = none), kd_temperature, new_classes_ce (CE over the current task's logits only, as
+  LwF), classifier ("linear" | "nme"), image_key, label_key.
   """
   OPTIONS = frozenset({"num_classes", "class_order", "base_classes", "increment", "task_index",
-                       "memory_size", "joint", "distill", "kd_temperature", "classifier",
-                       "image_key", "label_key"})
+                       "memory_size", "joint", "distill", "kd_temperature", "new_classes_ce",
+                       "classifier", "image_key", "label_key"})
 
   def __init__(self, config):
     super().__init__(config)
@@ -129,6 +131,7 @@ class ClassIncremental(Task):
     self.joint = bool(t.get("joint", False))
     self.distill = float(t.get("distill", 0.0))
     self.kd_temperature = float(t.get("kd_temperature", 2.0))
+    self.new_classes_ce = bool(t.get("new_classes_ce", False))
     self.classifier = t.get("classifier", "linear")
     if self.classifier not in ("linear", "nme"):
       raise ValueError(f"classifier must be 'linear' or 'nme', got {self.classifier!r}.")
@@ -317,7 +320,11 @@ class ClassIncremental(Task):
     t = self.task_index
     n_seen = int(self.bounds[t + 1])
     logits = jnp.where(jnp.arange(logits.shape[-1]) < n_seen, logits, NEG)
-    ce = jnp.mean(cls.cross_entropy(logits, rank))
+    if self.new_classes_ce:  # LwF: the new task's logits against its classes
+      n_new = int(self.bounds[t])
+      ce = jnp.mean(cls.cross_entropy(logits[:, n_new:], jnp.maximum(rank - n_new, 0)))
+    else:
+      ce = jnp.mean(cls.cross_entropy(logits, rank))
     metrics = {"ce": ce, "accuracy": jnp.mean(jnp.argmax(logits, -1) == rank)}
     loss = ce
     if self.uses_teacher and t > 0:
