@@ -74,13 +74,15 @@ def _flat(tree):
 def test_icarl_run_memory_and_exact_resume_after_herding_and_mid_task(tmp_path):
   ref = train.train_and_evaluate(small("icarl"), str(tmp_path / "ref"))
   extra = jax.tree_util.tree_map(np.asarray, ref["state"]["extra"])
-  # Memory of 20 over the 8 classes seen before the last task: quota 2, grouped by class rank.
+  # The memory (40) over the 8 classes seen before the last task: quota 5, grouped by class rank.
   order = protocol.class_order(10, 1993)
   from ml_pipelines.data import digits
   labels = np.asarray(digits._arrays("train")["label"])
   ranks = np.argsort(order)[labels]
   mem = extra["memory"]
-  assert (mem[16:] == -1).all() and np.bincount(ranks[mem[:16]]).tolist() == [2] * 8
+  quota = small("icarl").task.memory_size // 8
+  assert (mem[8 * quota:] == -1).all() and np.bincount(ranks[mem[:8 * quota]]).tolist() == [
+      quota] * 8
   # Accuracy rows of tasks 0 and 1 are stored; the report covers all three.
   assert np.isfinite(extra["acc"][0, 0]) and np.isfinite(extra["acc"][1, :2]).all()
   assert np.isnan(extra["acc"][2]).all()
