@@ -6,7 +6,8 @@ torchvision layout and initialisation, so torchvision/timm state dicts convert o
 sits on the 3x3 conv of the bottleneck, as torchvision and timm). Inputs are NHWC.
 
 `model(x)` gives logits (or pooled features when `num_classes=None`); `model.features(x)` gives the
-final feature map [B, H/32, W/32, C] before pooling, for encoders built on top.
+final feature map [B, H/32, W/32, C] before pooling, for encoders built on top;
+`model.stage_features(x)` the four stages' outputs (segmentation decoders).
 
 `activation`: "relu" (the paper's) or "gelu" (exact, erf form: torch nn.GELU(), the ResNet-18 of AMSS,
 njustkmg/TPAMI-AMSS AMSS/backbone.py, in the stem and every block).
@@ -114,6 +115,7 @@ class ResNet(nnx.Module):
     self.conv1 = _conv(in_channels, width, 7, 2, dtype=dtype, rngs=rngs)
     self.bn1 = batch_norm(width, dtype=dtype, rngs=rngs)
     cin = width
+    self.stage_channels = tuple(width * 2 ** i * block_cls.expansion for i in range(len(depths)))
     for i, n in enumerate(depths):
       planes = width * 2 ** i
       blocks = []
@@ -126,14 +128,21 @@ class ResNet(nnx.Module):
     self.num_features = cin
     self.fc = linear(cin, num_classes, dtype=dtype, rngs=rngs) if num_classes else None
 
-  def features(self, x):
-    """Final feature map [B, H/32, W/32, C] before pooling."""
+  def stage_features(self, x) -> list:
+    """The output of each of the four stages, [B, H/4, W/4, C1] ... [B, H/32, W/32, C4] (for
+    dense-prediction heads)."""
     x = ACTIVATIONS[self.activation](self.bn1(self.conv1(x.astype(self.dtype))))
     x = max_pool_3x3_s2(x)
+    out = []
     for i in range(4):
       for blk in getattr(self, f"layer{i + 1}"):
         x = nnx.remat(lambda b, h: b(h))(blk, x) if self.remat else blk(x)
-    return x
+      out.append(x)
+    return out
+
+  def features(self, x):
+    """Final feature map [B, H/32, W/32, C] before pooling."""
+    return self.stage_features(x)[-1]
 
   def __call__(self, x):
     x = jnp.mean(self.features(x), axis=(1, 2))

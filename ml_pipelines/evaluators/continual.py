@@ -68,3 +68,25 @@ def continual_report(acc, task_sizes=None) -> dict[str, float]:
   return {"average_incremental_accuracy": average_incremental_accuracy(acc, task_sizes),
           "final_average_accuracy": final_average_accuracy(acc),
           "forgetting": forgetting(acc), "backward_transfer": backward_transfer(acc)}
+
+
+def min_others_predict(logits, task_sizes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """ACL's inference (GiantJun/CL_Pytorch ``ACL.min_others_test``): `logits`
+  ``[B, sum_i (C_i + 1)]`` are per-task heads, each with an "others" last output. Per task a softmax over its C_i + 1
+  outputs; the predicted task is the one with the lowest "others" probability u_i; the class is
+  first_class(i*) + argmax of head i*'s first C_i probabilities. Returns (predicted classes,
+  predicted task ids, confidence 1 - u_i*)."""
+  logits = np.asarray(logits, np.float64)
+  others, known, start = [], [], 0
+  for c in task_sizes:
+    z = logits[:, start:start + c + 1]
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    others.append(p[:, -1])
+    known.append(p[:, :-1])
+    start += c + 1
+  others = np.stack(others, 1)
+  task = np.argmin(others, axis=1)
+  firsts = np.concatenate([[0], np.cumsum(task_sizes)[:-1]])
+  pred = np.array([firsts[t] + np.argmax(known[t][b]) for b, t in enumerate(task)], np.int64)
+  return pred, task, 1.0 - others[np.arange(len(task)), task]
