@@ -22,7 +22,7 @@ import numpy as np
 
 from ml_pipelines import data
 from ml_pipelines.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
-from ml_pipelines.data.tfds_image import _Fields, tfds_source
+from ml_pipelines.data.tfds_image import TfdsFields, tfds_source
 
 CIFAR100_MEAN_STD = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
 SKIN8_MEAN_STD = ((0.6030, 0.4888, 0.4627), (0.2599, 0.2408, 0.2442))
@@ -51,7 +51,7 @@ def _pad_crop_flip(image, rng, pad=4):
 
 
 def _cifar100(config, split, size: int | None, jitter: float):
-  source = _Fields(tfds_source("cifar100", split, config.get("data_dir")))
+  source = TfdsFields(tfds_source("cifar100", split, config.get("data_dir")))
 
   def train(ex, rng):
     img = _pad_crop_flip(ex["image"], rng)

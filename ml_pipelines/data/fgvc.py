@@ -68,18 +68,6 @@ class ImageFiles:
       return {"image": np.asarray(img.convert("RGB"), np.uint8), "label": np.int32(label)}
 
 
-class _TfdsFields:
-  def __init__(self, source):
-    self.source = source
-
-  def __len__(self):
-    return len(self.source)
-
-  def __getitem__(self, i):
-    ex = self.source[i]
-    return {"image": np.asarray(ex["image"], np.uint8), "label": np.int32(ex["label"])}
-
-
 def color_jitter(img: np.ndarray, rng: np.random.Generator, strength: float = 0.4) -> np.ndarray:
   """torchvision ColorJitter(b, c, s) as timm uses it: brightness, contrast and saturation factors
   U(1 - strength, 1 + strength), applied in a random order, on a uint8 image."""
@@ -122,8 +110,8 @@ def fgvc(config, split: str) -> data.Dataset:
     if name not in TFDS_NAME:
       raise ValueError(f"FGVC {name!r} has no TFDS builder; use data.source='manual' with the VPT "
                        f"json splits (TFDS: {', '.join(TFDS_NAME)}).")
-    from ml_pipelines.data.tfds_image import tfds_source
-    source = _TfdsFields(tfds_source(TFDS_NAME[name], split, config.get("data_dir")))
+    from ml_pipelines.data.tfds_image import TfdsFields, tfds_source
+    source = TfdsFields(tfds_source(TFDS_NAME[name], split, config.get("data_dir")))
   elif source_kind == "manual":
     data_dir = os.path.expanduser(config.get("data_dir") or f"data/fgvc/{name}")
     source = ImageFiles(os.path.join(data_dir, IMAGE_ROOT[name]), read_split(data_dir, split))

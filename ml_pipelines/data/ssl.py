@@ -24,7 +24,7 @@ import numpy as np
 from ml_pipelines import data
 from ml_pipelines.data import augment
 from ml_pipelines.data.imagenet import _digits_rgb
-from ml_pipelines.data.tfds_image import tfds_source
+from ml_pipelines.data.tfds_image import TfdsFields, tfds_source
 
 MEAN_STD = {  # FixMatch's (kekmodel/FixMatch-pytorch dataset/cifar.py), as DSA's datasources
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
@@ -78,20 +78,13 @@ def _options(config) -> dict:
               magnitude=int(config.get("randaugment_magnitude", 10)))
 
 
-class _CifarFields:
+class _CifarFields(TfdsFields):
   """`image`, `label` and `source_index` (from TFDS `id` "train_NNNNN") of a TFDS CIFAR split."""
 
-  def __init__(self, source):
-    self.source = source
-
-  def __len__(self):
-    return len(self.source)
-
   def __getitem__(self, i):
-    ex = self.source[i]
-    ident = ex["id"].decode() if isinstance(ex["id"], bytes) else str(ex["id"])
-    return {"image": np.asarray(ex["image"]), "label": np.int32(ex["label"]),
-            "source_index": np.int32(ident.rsplit("_", 1)[-1])}
+    ident = self.source[i]["id"]
+    ident = ident.decode() if isinstance(ident, bytes) else str(ident)
+    return {**super().__getitem__(i), "source_index": np.int32(ident.rsplit("_", 1)[-1])}
 
 
 def _cifar(name: str, num_classes: int):

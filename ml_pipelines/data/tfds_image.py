@@ -41,7 +41,7 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
-class _Fields:
+class TfdsFields:
   """Keeps `image` and `label` (as int32) of a TFDS example."""
 
   def __init__(self, source):
@@ -57,7 +57,7 @@ class _Fields:
 
 @data.register("cifar10")
 def cifar10(config, split: str) -> data.Dataset:
-  source = _Fields(tfds_source("cifar10", split, config.get("data_dir")))
+  source = TfdsFields(tfds_source("cifar10", split, config.get("data_dir")))
 
   def train(ex, rng):
     img = np.pad(ex["image"], ((4, 4), (4, 4), (0, 0)), mode="reflect")
@@ -76,7 +76,7 @@ def cifar10(config, split: str) -> data.Dataset:
 @data.register("caltech_birds2011")
 def caltech_birds2011(config, split: str) -> data.Dataset:
   size = int(config.get("image_size", 224))
-  source = _Fields(tfds_source("caltech_birds2011", split, config.get("data_dir")))
+  source = TfdsFields(tfds_source("caltech_birds2011", split, config.get("data_dir")))
 
   def train(ex, rng):
     img = _resize(ex["image"], size)
