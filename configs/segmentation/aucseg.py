@@ -1,7 +1,8 @@
 """AUCSeg (Han et al., NeurIPS 2024, arXiv 2409.20398; official boyuh/AUCSeg `aucseg_configs/`):
 cross-entropy + pixel-level AUC loss + T-Memory Bank on an encoder-decoder segmenter.
 
-    python -m ml_pipelines.train --config=configs/segmentation/aucseg.py:digits --workdir=/tmp/aucseg
+    python -m ml_pipelines.train --config=configs/segmentation/aucseg.py:digits \
+        --workdir=/tmp/aucseg
     python -m ml_pipelines.train --config=configs/segmentation/aucseg.py:ade20k \
         --workdir=workdirs/aucseg_ade --config.data.data_dir=data/ADEChallengeData2016
 
