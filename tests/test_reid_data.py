@@ -52,3 +52,35 @@ def test_sysu_training_pairs_and_missing_modality(tmp_path):
   fake_sysu.write(str(bad), str(bad) + "_shape", drop_infrared_of=4)
   with pytest.raises(ValueError, match=r"visible only \[2\]"):  # id 4 is relabelled 2
     data.get("sysu_mm01")(_config(bad), "train")
+
+
+def test_regdb_lists_and_directions(tmp_path):
+  """RegDB's idx lists: training pairs with shape maps and relabelled ids; the test split's query
+  side follows `direction`."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  os.makedirs(tmp_path / "idx")
+  for split, ids in (("train", (3, 8)), ("test", (5, 9))):
+    for kind, folder in (("visible", "Visible"), ("thermal", "Thermal")):
+      lines = []
+      for pid in ids:
+        for k in range(2):
+          rel = f"{folder}/{pid}/{kind}_{k}.bmp"
+          os.makedirs(tmp_path / folder / str(pid), exist_ok=True)
+          Image.fromarray(rng.integers(0, 255, (20, 10, 3), dtype=np.uint8)).save(tmp_path / rel)
+          os.makedirs(tmp_path / "shape" / folder / str(pid), exist_ok=True)
+          Image.fromarray(rng.integers(0, 255, (20, 10), dtype=np.uint8)).save(
+              tmp_path / "shape" / rel.replace(".bmp", ".png"))
+          lines.append(f"{rel} {pid}")
+      (tmp_path / "idx" / f"{split}_{kind}_1.txt").write_text("\n".join(lines) + "\n")
+  cfg = ml_collections.ConfigDict(dict(name="regdb", data_dir=str(tmp_path),
+                                       shape_dir=str(tmp_path / "shape"), image_size=(20, 10)))
+  ds = data.get("regdb")(cfg, "train")
+  assert ds.source.vis.labels.tolist() == [0, 0, 1, 1] == ds.source.ir.labels.tolist()
+  ex = ds.preprocess(ds.source[2], np.random.default_rng(0))
+  assert ex["label"] == 1 and ex["shape_ir"].shape == (20, 10, 3)
+  for direction, query_modality in (("t2v", 1), ("v2t", 0)):
+    cfg.direction = direction
+    rows = data.get("regdb")(cfg, "test").source.rows
+    assert all(r["query"] == int(r["modality"] == query_modality) for r in rows)
+    assert sorted({r["label"] for r in rows}) == [5, 9]

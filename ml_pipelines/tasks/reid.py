@@ -25,8 +25,9 @@ teacher's forward (so the teacher it uses is identical; a finished run's stored 
 last update).
 
 `baseline=True`: `L = L_id + L_tri + L_kl` only (no shape stream losses, no teacher).
-Evaluation: infrared queries against the visible gallery (`eval_split`'s `modality` field),
-features `model.embed` averaged with the flipped image's, cosine distance, `evaluators.reid`.
+Evaluation: the eval split's `query` images against its gallery, each embedded by its own
+modality's stream (`modality`), features `model.embed` averaged with the flipped image's, cosine
+distance, `evaluators.reid` (`protocol` "sysu" adds SYSU-MM01's camera rules).
 
 Options (config.task): margin, cutmix_prob, steps_per_epoch, baseline, protocol.
 """
@@ -36,7 +37,6 @@ import re
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
@@ -47,6 +47,7 @@ from ml_pipelines.evaluators import reid as reid_eval
 from ml_pipelines.tasks.base import Task
 
 _FAST_EMA = re.compile(r"classifier|bottleneck|proj")
+SGIEL_TERMS = ("id", "id2", "shape", "tri", "kl", "cpmt", "est", "orth", "w1", "w2")
 
 
 def _ce(logits, labels):
@@ -195,20 +196,27 @@ class SGIEL(Task):
                           {k: batch[k] for k in ("image_vis", "image_ir", "shape_vis",
                                                  "shape_ir")})
     teacher = nnx.merge(graphdef, t_params, t_rest)
-    t_out = jax.tree.map(jax.lax.stop_gradient, teacher(**inputs))
+    t_out = jax.tree.map(jax.lax.stop_gradient, teacher(
+        inputs["image_vis"], inputs["image_ir"], inputs["shape_vis"], inputs["shape_ir"]))
     new_teacher = {"params": teacher_params,
                    "rest": nnx.to_pure_dict(nnx.state(teacher, nnx.Not(nnx.Param)))}
-    # both branches run (one compiled step); the drawn one is kept
-    normal_state = nnx.state(model)
-    loss_n, terms_n = sgiel_losses(model, t_out["shape"], batch, self.margin)
-    state_n = nnx.state(model)
-    nnx.update(model, normal_state)
-    loss_c, _ = cutmix_losses(model, {**batch, **inputs}, partner, lam)
-    state_c = nnx.state(model)
-    nnx.update(model, jax.tree.map(lambda c, n: jnp.where(use_cutmix, c, n), state_c, state_n))
-    loss = jnp.where(use_cutmix, loss_c, loss_n)
-    metrics = {k: v for k, v in terms_n.items()}
-    metrics["cutmix"] = use_cutmix.astype(jnp.float32)
+    gd, state = nnx.split(model)
+
+    def normal(state):
+      m = nnx.merge(gd, jax.tree.map(lambda a: a, state))
+      loss, terms = sgiel_losses(m, t_out["shape"], batch, self.margin)
+      return loss, terms, nnx.state(m)
+
+    def mixed_step(state):
+      m = nnx.merge(gd, jax.tree.map(lambda a: a, state))
+      loss, terms = cutmix_losses(m, {**batch, **inputs}, partner, lam)
+      zero = jnp.zeros([], jnp.float32)
+      terms = {k: terms.get(k, zero) for k in SGIEL_TERMS}
+      return loss, terms, nnx.state(m)
+
+    loss, terms, new_state = jax.lax.cond(use_cutmix, mixed_step, normal, state)
+    nnx.update(model, new_state)
+    metrics = {**terms, "cutmix": use_cutmix.astype(jnp.float32)}
     return loss, {"metrics": metrics, "extra": {"teacher": new_teacher}}
 
   def _baseline_loss(self, model, batch):
@@ -233,18 +241,15 @@ class SGIEL(Task):
     def both(x, modality):
       f = model.embed(x, modality) + model.embed(x[:, :, ::-1], modality)
       return f / jnp.maximum(jnp.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
-    return {"feature": jnp.where(is_vis[:, None], both(x, "visible"), both(x, "infrared"))}
+    return {"feature": jnp.where(is_vis[:, None], both(x, "visible"), both(x, "infrared")),
+            **{k: batch[k] for k in ("label", "camera", "query")}}
 
   def evaluate(self, env, state):
-    split = self.config.data.eval_split
-    out = env.predict(state, self.embed, split=split)
-    source = env.dataset(split).source
-    meta = {k: np.array([source[int(i)][k] for i in out["index"]]) for k in
-            ("label", "modality", "camera")}
-    query, gallery = meta["modality"] == 1, meta["modality"] == 0
+    out = env.predict(state, self.embed, split=self.config.data.eval_split)
+    query, gallery = out["query"] == 1, out["query"] == 0
     f = out["feature"]
     dist = -f[query] @ f[gallery].T
-    cams = (meta["camera"][query], meta["camera"][gallery]) if self.protocol == "sysu" else (
-        None, None)
-    return reid_eval.reid_metrics(dist, meta["label"][query], meta["label"][gallery], *cams,
+    cams = ((out["camera"][query], out["camera"][gallery]) if self.protocol == "sysu"
+            else (None, None))
+    return reid_eval.reid_metrics(dist, out["label"][query], out["label"][gallery], *cams,
                                   protocol=self.protocol, ranks=(1, 10, 20))
