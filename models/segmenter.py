@@ -11,7 +11,8 @@ BatchNorm and ReLU, then dropout and a 1x1 classifier:
 The output logits `[B, H/s, W/s, K]` are at the resolution of the first used stage (s = 4 for
 ResNet stage 1); tasks resize them to the label size (bilinear), as mmseg's decode-head loss does.
 The backbone is any registered model with `stage_features(x) -> [X_1, ..., X_4]` and
-`stage_channels` (the ResNets), built with `num_classes=None`; its parameters live under `backbone/`.
+`stage_channels` (the ResNets), built with `num_classes=None`; its parameters live under
+`backbone/`.
 """
 from __future__ import annotations
 

@@ -94,7 +94,8 @@ def test_builders_read_the_official_layouts(tmp_path):
   np.testing.assert_array_equal(ade.source[0]["mask"], np.where(raw == 0, 255, raw - 1))
 
 
-@pytest.mark.parametrize("bad,message", [("value", "are not class ids"), ("size", "differ in size")])
+@pytest.mark.parametrize("bad,message",
+                         [("value", "are not class ids"), ("size", "differ in size")])
 def test_builders_reject_bad_masks(tmp_path, bad, message):
   _fake_layouts(tmp_path, np.random.default_rng(0), bad=bad)
   ds = data.get("coco_stuff164k")(_config(name="coco_stuff164k", data_dir=str(tmp_path / "coco")),

@@ -1,7 +1,8 @@
 """AUCSeg (Han et al., NeurIPS 2024, arXiv 2409.20398; official boyuh/AUCSeg `aucseg_configs/`):
 cross-entropy + pixel-level AUC loss + T-Memory Bank on an encoder-decoder segmenter.
 
-    python -m ml_pipelines.train --config=configs/segmentation/aucseg.py:digits --workdir=/tmp/aucseg
+    python -m ml_pipelines.train --config=configs/segmentation/aucseg.py:digits \
+        --workdir=/tmp/aucseg
     python -m ml_pipelines.train --config=configs/segmentation/aucseg.py:ade20k \
         --workdir=workdirs/aucseg_ade --config.data.data_dir=data/ADEChallengeData2016
 
@@ -26,7 +27,7 @@ from ml_pipelines.data import segmentation_bank as sb
 
 DATASETS = {  # name: (data block, classes, crop, batch, steps, auc weight, inference)
     "digits": (dict(name="digit_scenes", train_split="train", eval_split="test"), 11, (48, 48),
-               16, 300, 1.0, "whole"),
+               16, 500, 1.0, "whole"),
     "ade20k": (dict(name="ade20k", train_split="train", eval_split="validation",
                     data_dir="data/ADEChallengeData2016"), 150, (512, 512), 4, 160_000, 4.0,
                "whole"),
@@ -69,7 +70,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       crop_size=(1024, 1024) if dataset == "cityscapes" else crop,
       stride=(768, 768) if dataset == "cityscapes" else crop))
   if variant == "aucseg":
-    settings = dict(p_sample=1.0, p_resize=1.0) if demo else sb.BANK_SETTINGS[dataset]
+    # digits: one paste per image (ceil(0.3 x 3 absent tail classes)) at half size, anywhere
+    settings = dict(p_sample=0.3, p_resize=0.5) if demo else sb.BANK_SETTINGS[dataset]
     c.task.bank = dict(tail=list(data_tail(dataset)), memory_size=5, **settings)
   c.data = ml_collections.ConfigDict(dict(data, crop_size=crop) if not demo else data)
   c.optimizer = ml_collections.ConfigDict(dict(

@@ -231,12 +231,12 @@ class _TfdsFields:
 
 
 # --- embedded: long-tailed digit scenes ------------------------------------------------------
-def render_scenes(n: int, seed: int, size: int = 48, digit_size: int = 16,
-                  zipf: float = 1.6, max_digits: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def render_scenes(n: int, seed: int, size: int = 48, digit_size: int = 24,
+                  zipf: float = 1.0, max_digits: int = 2) -> tuple[np.ndarray, np.ndarray]:
   """`n` scenes: uint8 images [n, size, size, 3] and masks [n, size, size] (0 background, d + 1 on
-  the ink pixels of digit d). Each scene holds 1..`max_digits` scikit-learn digits (8x8, upsampled to
-  `digit_size`, ink where the value > 1/4) of random colours on a random stripe/noise texture, the
-  digit class drawn with probability ~ (d + 1)^-zipf so 7, 8, 9 (classes 8, 9, 10) are rare."""
+  the ink pixels of digit d). Each scene holds 1..`max_digits` scikit-learn digits (8x8, upsampled
+  to `digit_size`, ink where the value > 1/4) of random colours on a random stripe/noise texture,
+  the digit class drawn with probability ~ (d + 1)^-zipf so 7, 8, 9 (classes 8, 9, 10) are rare."""
   from ml_pipelines.data import digits
   glyphs, target = digits.load()
   rng = np.random.default_rng(seed)

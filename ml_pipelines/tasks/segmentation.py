@@ -6,7 +6,8 @@ v0.24 decode-head loss, as AUCSeg runs it): logits resized bilinearly to the lab
     L = CE + auc_weight * L_AUC
 
 with CE the softmax cross-entropy averaged over *all* pixels, ignored ones counting 0 (mmseg's
-`CrossEntropyLoss` with `avg_non_ignore=False`, its v0.24 default) and L_AUC `losses.aucseg.auc_loss`
+`CrossEntropyLoss` with `avg_non_ignore=False`, its v0.24 default) and L_AUC
+`losses.aucseg.auc_loss`
 (AUCSeg, arXiv 2409.20398, Eq. 5; weight 4 on ADE20K, 1 on Cityscapes / COCO-Stuff). With `bank`
 set, each training batch first goes through the T-Memory Bank (`data.segmentation_bank`) image by
 image; the bank is the task state (`extra["bank"]`, checkpointed, so a resumed run continues
