@@ -9,16 +9,22 @@ self-attention, as ALBEF/ALPRO's XBert (salesforce/ALPRO `src/modeling/xbert.py`
 `[0, fusion_layer)` encode text alone (`mode="text"`) and the rest fuse it with video
 (`mode="fusion"`).
 
+Converter `hf_bert`: Hugging Face `BertModel` state dicts (also saved inside a task model, keys
+prefixed `bert.`); the pooler and the `position_ids` buffer are not used.
+
 `model(ids, mask)` -> hidden states [B, L, D] of the text layers; `model.fuse(hidden, mask, visual,
 visual_mask)` runs the fusion layers.
 """
 from __future__ import annotations
+
+import re
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 import models
+from models import convert
 from models._vision_layers import gelu, trunc_normal_init
 
 
@@ -133,3 +139,15 @@ class Bert(nnx.Module):
 def bert_base(*, rngs: nnx.Rngs, **kw):
   """BERT-base (768 wide, 12 layers, 12 heads); ALPRO fuses from layer 6 (`fusion_layer=6`)."""
   return Bert(rngs=rngs, **kw)
+
+
+@convert.register("hf_bert")
+class HFBert(convert.TorchStateDict):
+  """Hugging Face BERT: our paths are its keys ('/' -> '.', kernel/scale/embedding -> weight)."""
+  ignore = re.compile(r"(^pooler\.|position_ids$|^cls\.)")
+
+  def keys(self, path):
+    return (convert.torch_key(path.replace("/embedding", "/weight")),)
+
+  def rename_file(self, theirs):
+    return {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in theirs.items()}
