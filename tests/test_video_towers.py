@@ -37,3 +37,12 @@ def test_hf_bert_converter_names_a_wrong_architecture():
                        intermediate_size=24, max_position=12)
   with pytest.raises(ValueError, match="encoder.layer.2.attention.self.query.weight"):
     convert.load_into(model, _state_dict(f), converter=convert.get("hf_bert"))
+
+
+def test_timesformer_converter_matches_official():
+  f = np.load(os.path.join(FIX, "timesformer_tiny.npz"))
+  model = models.build("timesformer_b16", embed_dim=16, depth=2, num_heads=2, patch_size=8,
+                       img_size=16, num_frames=4, mlp_ratio=2.0, drop_path=0.0)
+  convert.load_into(model, _state_dict(f), converter=convert.get("timesformer"))
+  clip = jnp.asarray(f["clip"].transpose(0, 2, 3, 4, 1))  # [B, C, T, H, W] -> [B, T, H, W, C]
+  np.testing.assert_allclose(model(clip), f["features"], atol=1e-5)
