@@ -5,7 +5,7 @@ towers of configs/video/common.py, the full model (static + dynamic branches + i
 two branches without interaction, the static branch alone (the moment from per-frame scores) and
 the dynamic branch alone (boxes from the frame-level queries); prints one table (variant | m_vIoU |
 vIoU@0.3 | vIoU@0.5 | m_tIoU | gt_vIoU), writes it as markdown and draws the full model's predicted
-tubes (green) against the ground truth (white) on the frames of a few test videos as a PNG.
+tubes (magenta) against the ground truth (white) on the frames of a few test videos as a PNG.
 
     python -m ml_pipelines.jobs.stvg_demo [--workdir=workdirs/stvg_demo] [--steps=400]
         [--variants=both,no_interaction,static,dynamic] [--cpu_devices=N]
@@ -24,9 +24,11 @@ VARIANTS = {"both": "static + dynamic + interaction", "no_interaction": "static 
             "static": "static branch only", "dynamic": "dynamic branch only"}
 
 
-def config_for(variant: str, steps: int, train_size: int, test_size: int):
+def config_for(variant: str, steps: int, train_size: int, test_size: int, batch_size: int = 32,
+               patch_size: int = 8):
   c = common.load_config("video", "stvgformer", f"moving_shapes_hard,{variant}")
-  c.total_steps, c.batch_size, c.eval_batch_size = steps, 32, 100
+  c.total_steps, c.batch_size, c.eval_batch_size = steps, batch_size, 100
+  c.model.vision.patch_size = patch_size
   c.log_every, c.eval_every, c.checkpoint_every = max(1, steps // 10), steps, steps
   c.optimizer.warmup_steps = min(50, steps // 10)
   c.data.update(train_size=train_size, test_size=test_size)
@@ -63,12 +65,12 @@ def draw_tubes(c, state, path: str, videos: int = 4):
         a.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1))
       if s <= f < e:
         x0, y0, x1, y1 = pred[v, f]
-        a.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="lime", lw=1))
+        a.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="magenta", lw=1))
       a.set_xticks([])
       a.set_yticks([])
     caption = ds.info["items"][v]
     axes[v, 0].set_ylabel(f"video {caption[0]}", fontsize=6)
-  fig.suptitle("STVGFormer on moving_shapes-hard: predicted tube (green) vs ground truth (white)",
+  fig.suptitle("STVGFormer on moving_shapes-hard: predicted tube (magenta) vs ground truth (white)",
                fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -81,12 +83,15 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=400)
   p.add_argument("--train_size", type=int, default=2000)
   p.add_argument("--test_size", type=int, default=500)
+  p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--patch_size", type=int, default=8, help="of the 32 px frames")
   args = p.parse_args(argv)
   common.start_jax(args)
   from ml_pipelines import train
   rows, results, t0 = [], {}, time.time()
   for v in args.variants.split(","):
-    c = config_for(v, args.steps, args.train_size, args.test_size)
+    c = config_for(v, args.steps, args.train_size, args.test_size, args.batch_size,
+                   args.patch_size)
     out = train.train_and_evaluate(c, os.path.join(args.workdir, v))
     results[v] = {k: float(x) for k, x in out.items() if k != "state"}
     rows.append([VARIANTS[v]] + [f"{out['eval/' + m]:.3f}" for m in (
