@@ -194,3 +194,25 @@ def test_prep_hcstvg_follows_tubedetr_frames(tmp_path):
   with pytest.raises(ValueError, match="empty tube"):
     prep_video.prepare_grounding("hcstvg", str(tmp_path / "video"), str(ann),
                                  str(tmp_path / "rec2"), fps=1.0, size=12)
+
+
+def test_caption_files_of_didemo_lsmdc_msvd(tmp_path):
+  import pickle
+  from ml_pipelines.data import video_text
+  with open(tmp_path / "test_list.txt", "w") as f:
+    f.write("v1\nv2\n")
+  with open(tmp_path / "test_data.json", "w") as f:
+    json.dump([{"video": "v1", "description": "a dog runs.", "times": [[0, 1]]},
+               {"video": "v9", "description": "not listed", "times": [[0, 1]]},
+               {"video": "v1", "description": "it stops.", "times": [[2, 3]]},
+               {"video": "v2", "description": "rain.", "times": [[0, 0]]}], f)
+  pairs, _ = video_text.captions("didemo", str(tmp_path), "test")
+  assert pairs == [("v1", "a dog runs. it stops."), ("v2", "rain.")]  # one paragraph per video
+  with open(tmp_path / "LSMDC16_challenge_1000_publictect.csv", "w") as f:
+    f.write("c1\t0\t1\t0\t1\tSOMEONE smiles.\nc2\t0\t1\t0\t1\tHe waves.\n")
+  assert video_text.captions("lsmdc", str(tmp_path), "test")[0] == [("c1", "SOMEONE smiles."),
+                                                                   ("c2", "He waves.")]
+  with open(tmp_path / "raw-captions.pkl", "wb") as f:
+    pickle.dump({"v1": [["a", "cat"], ["the", "cat", "sits"]], "v2": [["rain"]]}, f)
+  assert video_text.captions("msvd", str(tmp_path), "test")[0] == [
+      ("v1", "a cat"), ("v1", "the cat sits"), ("v2", "rain")]
