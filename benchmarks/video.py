@@ -78,7 +78,8 @@ def _memory(step, model, tx, batch):
 
 def _batch(args, frames, size, words=32):
   rng = np.random.default_rng(0)
-  return {"video": jnp.asarray(rng.integers(0, 255, (args.batch, frames, size, size, 3)), jnp.uint8),
+  shape = (args.batch, frames, size, size, 3)
+  return {"video": jnp.asarray(rng.integers(0, 255, shape), jnp.uint8),
           "frame_mask": jnp.ones((args.batch, frames), bool),
           "text": jnp.asarray(rng.integers(1, 99, (args.batch, words)), jnp.int32),
           "text_mask": jnp.ones((args.batch, words), bool)}

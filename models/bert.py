@@ -2,8 +2,9 @@
 
 Post-LN transformer with Hugging Face `BertModel`'s structure and names (`embeddings/
 {word,position,token_type}_embeddings`, `embeddings/LayerNorm`, `encoder/layer/i/attention/
-{self/{query,key,value}, output/{dense,LayerNorm}}`, `intermediate/dense`, `output/{dense,LayerNorm}`),
-exact GELU, LayerNorm eps 1e-12. Layers `i >= fusion_layer` also hold a cross-attention block
+{self/{query,key,value}, output/{dense,LayerNorm}}`, `intermediate/dense`,
+`output/{dense,LayerNorm}`), exact GELU, LayerNorm eps 1e-12. Layers `i >= fusion_layer` also hold
+a cross-attention block
 (`crossattention/...`, keys and values from `encoder_width`-wide visual tokens) after their
 self-attention, as ALBEF/ALPRO's XBert (salesforce/ALPRO `src/modeling/xbert.py`), so layers
 `[0, fusion_layer)` encode text alone (`mode="text"`) and the rest fuse it with video
@@ -64,7 +65,8 @@ class BertAttention(nnx.Module):
   def __call__(self, x, context, context_mask):
     b, n, d = x.shape
     split = lambda t: t.reshape(b, t.shape[1], self.heads, d // self.heads)  # noqa: E731
-    q, k, v = split(self.self.query(x)), split(self.self.key(context)), split(self.self.value(context))
+    q = split(self.self.query(x))
+    k, v = split(self.self.key(context)), split(self.self.value(context))
     mask = context_mask[:, None, None, :]
     out = jax.nn.dot_product_attention(q, k, v, mask=mask)
     return self.output(out.reshape(b, n, d), x)

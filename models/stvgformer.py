@@ -10,7 +10,8 @@ is [inferred] from TubeDETR (Yang et al., CVPR 2022; antoyang/TubeDETR `models/t
 
 - towers: per-frame tokens `F_t` (class token first) of a registered image model and text tokens
   `W` of a registered text encoder, projected to `dim`;
-- static encoder: `static_layers` transformer layers over `[F_t ; W]`, frame by frame (early fusion);
+- static encoder: `static_layers` transformer layers over `[F_t ; W]`, frame by frame (early
+  fusion);
 - dynamic encoder: `dynamic_layers` layers over `[g_1 .. g_T ; W]`, `g_t` the frame's class
   token plus a learned time embedding;
 - decoder, `decoder_layers` layers, one static query and one dynamic query per frame (a learned

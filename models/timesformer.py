@@ -11,15 +11,14 @@ mlp/{fc1,fc2}}`, `norm`, `head`). Per block, with the N*T patch tokens ordered p
 - spatial: every frame attends over its N patches plus the class token;
   the class token's T outputs are averaged;
 - `x = [cls ; x_p] + [mean_t cls_res ; spatial_res]`, then `x += MLP(LN(x))`.
-Embedding: per-frame patchify conv, `+ pos_embed` (class token gets `pos_embed[0]`), `+ time_embed[t]`
-on the patches. LayerNorm eps 1e-6, exact GELU, qkv with bias.
+Embedding: per-frame patchify conv, `+ pos_embed` (class token gets `pos_embed[0]`),
+`+ time_embed[t]` on the patches. LayerNorm eps 1e-6, exact GELU, qkv with bias.
 
 `model.tokens(video)` [B, 1 + N*T, D] (final LN applied) for video NHWC float [B, T, H, W, 3];
 `model(video)` the class-token feature (`forward_features`), or logits with `num_classes`.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx

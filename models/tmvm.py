@@ -1,4 +1,5 @@
-"""TMVM: text-adaptive multiple visual prototype matching (Lin et al., NeurIPS 2022, arXiv 2209.13307).
+"""TMVM: text-adaptive multiple visual prototype matching (Lin et al., NeurIPS 2022, arXiv
+2209.13307).
 
 From the paper's abstract: a video is described by K prototypes, each an adaptive aggregation of
 the video's token features; a text's similarity to a video is that of its most similar prototype;
@@ -10,9 +11,9 @@ Tokens are normalised before pooling so that K = 1 with `uniform_masks=True` (A 
 real frame's class token) is exactly CLIP4Clip's mean-pooled "meanP" video embedding.
 
 Towers: `vision` is any registered image model whose `tokens(images)` (or, for `models/vit.py`,
-the pre-head token sequence) gives [N, 1 + P, Dv] with the class token first, applied to every frame;
-`text` a registered text encoder `text(ids, mask) -> [B, L, Dt]` pooled at its first token (BERT's
-[CLS]). `vision_proj` / `text_proj` map both into the joint `embed_dim` space (CLIP's `proj` /
+the pre-head token sequence) gives [N, 1 + P, Dv] with the class token first, applied to every
+frame; `text` a registered text encoder `text(ids, mask) -> [B, L, Dt]` pooled at its first
+token (BERT's [CLS]). `vision_proj` / `text_proj` map both into the joint `embed_dim` space (CLIP's `proj` /
 `text_projection`). Frames arrive as uint8 and are normalised with CLIP's pixel mean and std.
 """
 from __future__ import annotations

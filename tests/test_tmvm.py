@@ -2,10 +2,8 @@
 from the official code), the diversity losses against NumPy, retrieval ranks against brute force
 with ties and against CLIP4Clip's `compute_metrics`, and training through the trainer."""
 import json
-import math
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

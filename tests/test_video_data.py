@@ -1,5 +1,6 @@
 """Video data: frame sampling, `moving_shapes`, the retrieval / grounding layouts, the video prep on
-fake files in the real layouts, and the three bad inputs (short video, missing video, empty tube)."""
+fake files in the real layouts, and the three bad inputs (short video, missing video, empty
+tube)."""
 import csv
 import json
 import os

@@ -2,7 +2,8 @@
 `stvgformer.py:<dataset>[,variant]`, variant `both` (static + dynamic + interaction, default),
 `no_interaction`, `static` or `dynamic` (one branch).
 
-    python -m ml_pipelines.train --config=configs/video/stvgformer.py:moving_shapes_hard --workdir=/tmp/stvg
+    python -m ml_pipelines.train --config=configs/video/stvgformer.py:moving_shapes_hard \
+        --workdir=/tmp/stvg
 
 Datasets: `moving_shapes` / `moving_shapes_hard` (embedded; hard: two look-alike objects per
 video, told apart only by their motion; tiny towers from scratch) and `hcstvg` (v1), `hcstvg2`

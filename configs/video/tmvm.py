@@ -1,12 +1,15 @@
-"""TMVM text-video retrieval (Lin et al., NeurIPS 2022, arXiv 2209.13307): `tmvm.py:<dataset>[,K][,lambda]`.
+"""TMVM text-video retrieval (Lin et al., NeurIPS 2022, arXiv 2209.13307):
+`tmvm.py:<dataset>[,K][,lambda]`.
 
-    python -m ml_pipelines.train --config=configs/video/tmvm.py:moving_shapes,4,1.0 --workdir=/tmp/tmvm
-    python -m ml_pipelines.train --config=configs/video/tmvm.py:moving_shapes,meanp --workdir=/tmp/c4c
+    python -m ml_pipelines.train --config=configs/video/tmvm.py:moving_shapes,4,1.0 \
+        --workdir=/tmp/tmvm
+    python -m ml_pipelines.train --config=configs/video/tmvm.py:moving_shapes,meanp \
+        --workdir=/tmp/c4c
 
 K = `meanp` is CLIP4Clip's mean-pooled baseline (one prototype, uniform masks over the frames'
-class tokens). Datasets: `moving_shapes` (embedded; tiny towers from scratch, configs/video/common.py)
-and `msrvtt` (1k-A), `didemo` (paragraphs), `lsmdc`, `msvd` from `prep.video` records (`data_dir`)
-and their caption files (`ann_dir`).
+class tokens). Datasets: `moving_shapes` (embedded; tiny towers from scratch,
+configs/video/common.py) and `msrvtt` (1k-A), `didemo` (paragraphs), `lsmdc`, `msvd` from
+`prep.video` records (`data_dir`) and their caption files (`ann_dir`).
 
 None of these defaults could be confirmed from the paper's text (only its abstract was readable):
 K = 4, lambda = 1 and the variance form are [inferred]; the real-data recipe is CLIP4Clip's MSR-VTT

@@ -1,8 +1,8 @@
 """Video clips for video-language methods: frame sampling, tokenised text, and the two example
 layouts (retrieval and grounding) every video dataset builder returns.
 
-A stored video is `frames` uint8 [L, H, W, 3] at a fixed rate and size (what `ml_pipelines.prep.video`
-writes, or what `moving_shapes` draws). A clip is `num_frames` of them:
+A stored video is `frames` uint8 [L, H, W, 3] at a fixed rate and size (what
+`ml_pipelines.prep.video` writes, or what `moving_shapes` draws). A clip is `num_frames` of them:
 - `uniform`: `np.linspace(0, L - 1, num_frames)` cast to int (CLIP4Clip's `slice_framepos=2`,
   ArrowLuo/CLIP4Clip `dataloaders/dataloader_msrvtt_retrieval.py`);
 - `headtail`: num_frames/2 sorted distinct random frames from the first half `[0, L//2)` and
@@ -47,7 +47,7 @@ def uniform_indices(length: int, num: int) -> np.ndarray:
 
 
 def headtail_indices(length: int, num: int, rng: np.random.Generator) -> np.ndarray:
-  """num/2 sorted distinct indices from [0, length//2) and num/2 from [length//2, length) (ALPRO)."""
+  """num/2 sorted distinct indices from [0, length//2), num/2 from [length//2, length) (ALPRO)."""
   if num % 2:
     raise ValueError(f"head-tail sampling needs an even number of frames, got {num}.")
   half = length // 2

@@ -17,8 +17,8 @@ tokenizer (clip | words), max_words (32).
 
 Grounding (STVG): `hcstvg` (HC-STVG v1, splits train/test), `hcstvg2` (v2, train/val): records
 written by `python -m ml_pipelines.prep.video --grounding=hcstvg` (frames at 5 fps, at most
-`max_frames`, with the box of each frame and the sentence). Options: data_dir, num_frames, tokenizer,
-max_words.
+`max_frames`, with the box of each frame and the sentence). Options: data_dir, num_frames,
+tokenizer, max_words.
 
 Embedded: `moving_shapes_retrieval` (train 2000 / test 500 videos; every caption of a video is a
 pair; options frames, size, train_size, test_size, seed, num_frames, train_sampling, max_words) and

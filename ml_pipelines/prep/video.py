@@ -13,8 +13,8 @@ bbox: [[x, y, w, h], ...], caption (v2: English), width/height (v2: img_size)}}`
 `--videos_dir` the videos, in sub-folders as distributed. Frames are chosen as TubeDETR does
 (antoyang/TubeDETR `datasets/hcstvg_eval.py`): HC-STVG clips last 20 s, so the source rate is
 `img_num / 20`; frame f is kept when `int(f * rate)` moves past the last kept one (rate = fps /
-source rate, 5 fps by default), then at most `--max_frames` are kept evenly; a kept frame has the box
-`bbox[f - st_frame]` when `st_frame <= f < st_frame + len(bbox)`. Records of split s: `frames`,
+source rate, 5 fps by default), then at most `--max_frames` are kept evenly; a kept frame has the
+box `bbox[f - st_frame]` when `st_frame <= f < st_frame + len(bbox)`. Records of split s: `frames`,
 `boxes` float32 [L, 4] (x0, y0, x1, y1) in resized pixels, `box_mask` [L]; `s.json` has ids,
 captions, max_frames and size.
 
