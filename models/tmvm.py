@@ -14,7 +14,8 @@ Towers: `vision` is any registered image model whose `tokens(images)` (or, for `
 the pre-head token sequence) gives [N, 1 + P, Dv] with the class token first, applied to every
 frame; `text` a registered text encoder `text(ids, mask) -> [B, L, Dt]` pooled at its first
 token (BERT's [CLS]). `vision_proj` / `text_proj` map both into the joint `embed_dim` space
-(CLIP's `proj` / `text_projection`). Frames arrive as uint8 and are normalised with CLIP's pixel mean and std.
+(CLIP's `proj` / `text_projection`). Frames arrive as uint8 and are normalised with CLIP's pixel
+mean and std.
 """
 from __future__ import annotations
 
