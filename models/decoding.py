@@ -1,9 +1,9 @@
 """Autoregressive decoding under `jax.jit`: greedy search and beam search over a fixed-size cache.
 
-Both take a *step function* ``step(tokens [N], position, cache) -> (logits [N, V], cache)`` that
-feeds one token per sequence at ``position`` (0-based) and returns the next-token logits; ``cache`` is
-any pytree whose leaves have the sequences on axis 0 (a decoder's key/value buffers of fixed length,
-written at ``position``). Shapes never change during the search, so one compilation serves every
+Both take a *step function* ``step(tokens [N], position, cache) -> (logits [N, V], cache)``
+that feeds one token per sequence at ``position`` (0-based) and returns the next-token logits;
+``cache`` is any pytree whose leaves have the sequences on axis 0 (a decoder's key/value buffers
+of fixed length, written at ``position``; `models.answer_decoder.AnswerDecoder.step`). Shapes never change during the search, so one compilation serves every
 call: the loop is a `jax.lax.fori_loop` over ``max_len`` positions.
 
 Conventions (those of BERT-style answer generators such as ALPRO's / BLIP's decoders and of
