@@ -13,6 +13,18 @@ our reading [inferred], each the standard loss of the baseline the abstract name
 - generation: `answer_cross_entropy(logits [B, L, V], targets [B, L], mask [B, L], smoothing)`,
   the teacher-forced token cross-entropy with label smoothing (Szegedy et al. 2016, Sec. 7: targets
   `(1 - eps) onehot + eps / V`), averaged over the real answer tokens.
+
+HeurVidQA (Yu et al., arXiv 2410.09380) scores a video against entity and action prompts with a
+frozen video-language model, as ALPRO's entity prompter does (salesforce/ALPRO
+`src/modeling/alpro_models.py`, class `Prompter`):
+- `template_average(features [T * E, D], templates)`: prompt features ordered template-major (every
+  entity for template 0, then template 1, ...), averaged over the templates per entity, *not*
+  re-normalised (`build_text_prompts`: `chunk` -> `stack(dim=1)` -> `mean`);
+- `prompter_soft_labels(video [B, D], prompts [E, D], temp, ignore_below)`:
+  `softmax_e(v . p_e / temp)` and an ignore mask for videos whose best entity has probability below
+  `ignore_below` (0.2). ALPRO's `_compute_soft_labels` compares the *index* of the best entity with
+  0.2 (`max(...)[1] < 0.2`, i.e. it ignores every video whose best entity is entity 0); we compare
+  the probability, as its comment says it means.
 """
 from __future__ import annotations
 
@@ -44,3 +56,14 @@ def answer_cross_entropy(logits, targets, mask, smoothing: float = 0.1):
   mask = mask.astype(jnp.float32)
   return jnp.sum(per_token * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
+
+
+def template_average(features, templates: int):
+  """`[E, D]`: mean over `templates` of template-major prompt features `[templates * E, D]`."""
+  return jnp.mean(features.reshape(templates, -1, features.shape[-1]), axis=0)
+
+
+def prompter_soft_labels(video, prompts, temp, ignore_below: float = 0.2):
+  """(soft labels [B, E], ignore [B] bool): module docstring."""
+  soft = jax.nn.softmax(video.astype(jnp.float32) @ prompts.astype(jnp.float32).T / temp, axis=-1)
+  return soft, jnp.max(soft, axis=-1) < ignore_below

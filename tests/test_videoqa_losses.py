@@ -1,6 +1,8 @@
 """Video-QA losses (losses/videoqa.py) against NumPy loops written from the equations."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from losses import videoqa
@@ -39,3 +41,18 @@ def test_answer_cross_entropy_with_smoothing_by_hand():
     total += -(q * logp).sum()
   got = float(videoqa.answer_cross_entropy(logits, targets, mask, smoothing=eps))
   np.testing.assert_allclose(got, total / 3, rtol=1e-5)
+
+
+def test_prompter_soft_labels_equal_alpro_prompter():
+  """Fixture: ALPRO's `Prompter.build_text_prompts` / `get_pseudo_labels` run on fixed [CLS]
+  states and visual features (tests/fixtures/videoqa/make_fixtures.py)."""
+  d = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "videoqa", "prompter.npz"))
+  projected = _norm(d["cls"] @ d["proj_kernel"] + d["proj_bias"])
+  prompts = np.asarray(videoqa.template_average(projected, templates=3))
+  np.testing.assert_allclose(prompts, d["prompt_feat"], rtol=1e-5, atol=1e-6)
+  soft, ignore = videoqa.prompter_soft_labels(d["video_feat"], prompts, d["temp"])
+  np.testing.assert_allclose(np.asarray(soft), d["soft_labels"], rtol=1e-5, atol=1e-7)
+  # Ours ignores the near-uniform video (best probability 0.125); ALPRO's index comparison
+  # ignores the confident video whose best entity happens to be entity 0 instead.
+  np.testing.assert_array_equal(np.asarray(ignore), [False, True, False, False])
+  np.testing.assert_array_equal(d["code_ignore"], [False, False, True, False])
