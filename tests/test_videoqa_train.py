@@ -7,6 +7,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import models
 from configs.videoqa import classifier, mcg
@@ -67,8 +68,15 @@ def _echo_dataset(name, change):
   data.register(name)(build)
 
 
-def _run(c, tmp_path):
+def _shrink(c):
+  """One-layer towers: the tests check wiring, not capacity."""
+  c.model.vision.update(depth=1)
+  c.model.text.update(num_layers=2, fusion_layer=1)
   c.data.update(_opts())
+  return c
+
+
+def _run(c, tmp_path):
   c.total_steps, c.batch_size, c.eval_batch_size, c.eval_every = 1, 8, 8, 1
   c.checkpoint_every, c.log_every = 1, 1
   c.optimizer.update(learning_rate=0.0, warmup_steps=0, schedule="constant")  # keeps the init
@@ -76,12 +84,11 @@ def _run(c, tmp_path):
 
 
 def test_classifier_trains_and_scores_its_own_predictions(tmp_path):
-  c = classifier.get_config("moving_shapes")
-  c.data.update(_opts())
+  c = _shrink(classifier.get_config("moving_shapes"))
   ds, batch = _eval_examples(c)
   model = models.build(c.model, seed=c.seed)
-  pred = np.asarray(jnp.argmax(model(batch["video"], batch["frame_mask"], batch["question"],
-                                     batch["question_mask"]), -1))
+  forward = nnx.jit(lambda m, b: m(b["video"], b["frame_mask"], b["question"], b["question_mask"]))
+  pred = np.asarray(jnp.argmax(forward(model, batch), -1))
   labels = np.where(np.arange(len(pred)) % 2 == 0, pred, (pred + 1) % c.model.num_answers)
 
   def change(d):
@@ -105,15 +112,15 @@ def _brute_force_greedy(model, batch, steps):
   for _ in range(steps):
     logits = model.decoder(ids, jnp.ones_like(ids, bool), fused, batch["question_mask"])
     ids = jnp.concatenate([ids, jnp.argmax(logits[:, -1], -1)[:, None].astype(jnp.int32)], 1)
-  return np.asarray(ids[:, 1:])
+  return ids[:, 1:]
 
 
 def test_mcg_trains_and_scores_greedy_answers_by_exact_match(tmp_path):
-  c = mcg.get_config("moving_shapes")
-  c.data.update(_opts())
+  c = _shrink(mcg.get_config("moving_shapes"))
   ds, batch = _eval_examples(c)
   model = models.build(c.model, seed=c.seed)
-  tokens = _brute_force_greedy(model, batch, batch["answer"].shape[1] - 1)
+  tokens = np.asarray(nnx.jit(_brute_force_greedy, static_argnums=2)(
+      model, batch, batch["answer"].shape[1] - 1))
   texts = [detokenize(t, moving_shapes.VOCAB) for t in tokens]
   answers = [t if i % 2 == 0 else t + " x" for i, t in enumerate(texts)]  # half right
 
@@ -126,3 +133,20 @@ def test_mcg_trains_and_scores_greedy_answers_by_exact_match(tmp_path):
                              np.asarray(ds.info["qtypes"])[np.asarray(batch["qtype"])])
   for k, v in want.items():
     assert out[f"eval/{k}"] == pytest.approx(v)
+
+
+def test_classification_loss_skips_unseen_answers_and_mcg_temperature_is_clamped():
+  from ml_pipelines.tasks.videoqa import VideoQAClassification
+  c = classifier.get_config("moving_shapes")
+  logits = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+  labels = np.array([0, 2, -1, 1], np.int32)
+  loss, _ = VideoQAClassification(c).loss(lambda *a: jnp.asarray(logits), {
+      "video": None, "frame_mask": None, "question": None, "question_mask": None,
+      "label": jnp.asarray(labels)}, None, None, 0)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  assert float(loss) == pytest.approx(-np.mean(logp[[0, 1, 3], labels[[0, 1, 3]]]), rel=1e-5)
+  m = _shrink(mcg.get_config("moving_shapes"))
+  model = models.build(dict(m.model, temp=2.0), seed=0)
+  assert float(model.temperature()) == 0.5
+  model.temp[...] = jnp.asarray(1e-5)
+  assert float(model.temperature()) == pytest.approx(0.001)
