@@ -19,8 +19,6 @@ Batch keys: ml_pipelines/data/videoqa.py.
 """
 from __future__ import annotations
 
-import functools
-
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -115,12 +113,8 @@ class VideoQAGeneration(Task):
                                      eos=SEP, pad=PAD)
     return {"tokens": tokens[:, 0]}
 
-  @functools.cached_property
-  def _decode_fn(self):
-    return lambda model, batch: self.decode(model, batch)
-
   def evaluate(self, env, state):
-    out = env.predict(state, self._decode_fn, split=self.config.data.eval_split)
+    out = env.predict(state, self.decode, split=self.config.data.eval_split)
     info = env.dataset(self.config.data.eval_split).info
     texts = [detokenize(t, info["vocab"]) for t in out["tokens"]]
     refs = [info["answers"][i] for i in out["index"]]
