@@ -52,6 +52,11 @@ def test_bad_inputs():
   with pytest.warns(UserWarning, match="truncated"):
     ds = data.get("moving_shapes_qa")(_opts(max_words=5), "test")
   assert ds.source[0]["question_mask"].all()
+  frames = [np.zeros((2, 4, 4, 3), np.uint8)]
+  with pytest.raises(ValueError, match="1 questions name a video that is not there"):
+    videoqa.qa_split(frames, ["v0"], [(0, "q ?", "a", "t"), (1, "where ?", "a", "t")], "test",
+                     moving_shapes.tokenize, ans2label={"a": 0}, num_frames=2, max_words=6,
+                     answer_words=3)
 
 
 def _eval_examples(c):

@@ -15,7 +15,8 @@ here ordered by decreasing count, ties by text. A training answer outside a give
 error; an evaluation answer outside it gets label -1 and counts as wrong (ALPRO scores such
 questions as misses: they stay in the denominator).
 
-A question longer than `max_words` is truncated (with one warning per split giving the count).
+A question longer than `max_words` is truncated (with one warning per split giving the count); a
+question naming a missing video is an error.
 
 `moving_shapes_qa`: the QA pairs `moving_shapes.video` writes, typed "action" ("what is the red
 circle doing ?" -> "moving left") and "entity" ("what moves left ?" -> "red circle").
@@ -86,6 +87,11 @@ def qa_split(videos, names: Sequence[str], items: Sequence[tuple[int, str, str, 
   qtypes = sorted({t for _, _, _, t in items})
   tindex = {t: i for i, t in enumerate(qtypes)}
   rows = np.asarray([r for r, _, _, _ in items], np.int64)
+  missing = [(q, r) for r, q, _, _ in items if not 0 <= r < len(names)]
+  if missing:
+    raise ValueError(f"{split}: {len(missing)} questions name a video that is not there (e.g. "
+                     f"{missing[0][0]!r} -> video row {missing[0][1]} of {len(names)}): "
+                     f"prepare that video or drop its questions.")
   types = np.asarray([tindex[t] for _, _, _, t in items], np.int32)
   h, w = np.asarray(videos[int(rows[0])]).shape[1:3]
   spec = {"video": ((num_frames, h, w, 3), np.uint8), "frame_mask": ((num_frames,), np.bool_),
