@@ -1,0 +1,25 @@
+"""ALPRO's video-QA classification baseline: `classifier.py:moving_shapes`.
+
+    python -m ml_pipelines.train --config=configs/videoqa/classifier.py:moving_shapes \
+        --workdir=/tmp/vqa_cls
+
+Answers are classes of the training answer vocabulary (ALPRO's `train_ans2label.json`), predicted
+from the fused [CLS] token by Linear(D, 2D)-ReLU-Linear (models/videoqa.py). `moving_shapes` trains
+tiny towers from scratch. `model.num_answers` is the classifier's width (ALPRO's `num_labels`,
+1500 on MSRVTT-QA); the training answer vocabulary must fit in it (checked at the start).
+"""
+import ml_collections
+
+from configs.videoqa import common
+
+
+def get_config(arg=None):
+  dataset = arg or "moving_shapes"
+  if dataset != "moving_shapes":
+    raise ValueError(f"Unknown video-QA dataset {dataset!r}; known: moving_shapes.")
+  c = common.moving_shapes(ml_collections.ConfigDict())
+  c.model = ml_collections.ConfigDict(dict(
+      name="videoqa_classifier", vision=common.video_common.TINY_VISION, text=common.TINY_TEXT,
+      num_answers=common.MS_ANSWERS))
+  c.task = ml_collections.ConfigDict(dict(name="videoqa_classification"))
+  return c
