@@ -140,8 +140,10 @@ def _to_host(tree):
 
 
 def _subtree(tree: dict, path: tuple) -> Any:
+  """`tree[path[0]][path[1]]...`; a key is tried as given, then as a string (pure dicts keep an
+  `nnx.List`'s integer indices)."""
   for key in path:
-    tree = tree[key]
+    tree = tree[key] if key in tree else tree[str(key)]
   return tree
 
 
@@ -154,6 +156,22 @@ class StageProgram:
   tx: optax.GradientTransformation
   shardings: dict
   train_step: Callable  # jitted (state, global batch, constants) -> (state, metrics)
+
+
+def distinct_buffers(state):
+  """`state` with every array that appears in more than one leaf replaced by copies after its
+  first appearance: the donated train step cannot take one buffer twice, and a task's hooks may
+  put one array in two leaves (one zeros array for several counters, a teacher snapshot that is
+  the parameters themselves)."""
+  seen = set()
+
+  def once(x):
+    if isinstance(x, jax.Array):
+      if id(x) in seen:
+        return jnp.copy(x)
+      seen.add(id(x))
+    return x
+  return jax.tree_util.tree_map(once, state)
 
 
 class Run:
@@ -217,7 +235,7 @@ class Run:
     if freeze_batch_stats:
       for path, module in nnx.iter_modules(model):
         if isinstance(module, nnx.BatchNorm) and not any(
-            jax.tree_util.tree_leaves(_subtree(mask, tuple(str(p) for p in path)))):
+            jax.tree_util.tree_leaves(_subtree(mask, tuple(path)))):
           module.use_running_average = True
     graphdef = nnx.graphdef(model)
     model.train()
@@ -308,7 +326,7 @@ class Run:
     params_all = variables["params"]
     extra = prog0.init_extra(self.env, jax.random.fold_in(jax.random.PRNGKey(self.config.seed), 1),
                              params_all)
-    extra = jax.device_put(extra, self.repl)
+    extra = jax.device_put(distinct_buffers(extra), self.repl)
     self._extra_shapes = jax.eval_shape(lambda: extra)
     prog = self.program(0)
     params, frozen = partition.split(params_all, prog.mask)
@@ -353,7 +371,7 @@ class Run:
       new["ema_params"] = partition.split(partition.merge(state["ema_params"], state["frozen"]),
                                           prog.mask)[0]
     new = jax.device_put(new, prog.shardings)
-    return prog.task.start_stage(self.env, new, prog.stage)
+    return distinct_buffers(prog.task.start_stage(self.env, new, prog.stage))
 
   def lower_train_step(self, index: int = 0):
     """The stage's train step lowered on abstract inputs (for `.compile().memory_analysis()`)."""
@@ -408,7 +426,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     iterator.set_state(restored.data_state)
   env.iterator = iterator
   if restored is None:
-    state = prog.task.start_stage(env, state, prog.stage)
+    state = distinct_buffers(prog.task.start_stage(env, state, prog.stage))
   spec = input_pipeline.batch_spec(run.train_ds)
   local_batch = config.batch_size // jax.process_count()
   writer = MetricsWriter(workdir, total_steps, start_step)
@@ -444,7 +462,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       state, metrics = prog.train_step(state, input_pipeline.to_global(local, run.batch_sharding),
                                        env.constants)
       pending.append(metrics)
-      state = prog.task.after_step(env, state, step + 1)
+      hooked = prog.task.after_step(env, state, step + 1)
+      state = state if hooked is state else distinct_buffers(hooked)
       done = step + 1
       last = done == total_steps
       stage_end = done == prog.stage.end

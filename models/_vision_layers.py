@@ -81,28 +81,31 @@ def gelu(x):
 
 
 class Mlp(nnx.Module):
-  """Transformer MLP (timm `Mlp`): fc1 (dim -> hidden), exact GELU, fc2 (hidden -> dim)."""
+  """Transformer MLP (timm `Mlp`): fc1 (dim -> hidden), `act` (exact GELU), fc2 (hidden -> dim)."""
 
-  def __init__(self, dim, hidden, *, dtype, rngs):
+  def __init__(self, dim, hidden, *, act=gelu, dtype, rngs):
+    self.act = act
     self.fc1 = linear(dim, hidden, init="trunc", dtype=dtype, rngs=rngs)
     self.fc2 = linear(hidden, dim, init="trunc", dtype=dtype, rngs=rngs)
 
   def __call__(self, x):
-    return self.fc2(gelu(self.fc1(x)))
+    return self.fc2(self.act(self.fc1(x)))
 
 
 class Attention(nnx.Module):
-  """Multi-head self-attention over the tokens of [B, N, C] (timm `Attention`: qkv, proj)."""
+  """Multi-head self-attention over the tokens of [B, N, C] (timm `Attention`: qkv, proj);
+  `is_causal`: token i attends to tokens j <= i only (CLIP's text transformer)."""
 
   def __init__(self, dim, num_heads, *, dtype, rngs):
     self.num_heads = num_heads
     self.qkv = linear(dim, 3 * dim, init="trunc", dtype=dtype, rngs=rngs)
     self.proj = linear(dim, dim, init="trunc", dtype=dtype, rngs=rngs)
 
-  def __call__(self, x):
+  def __call__(self, x, is_causal: bool = False):
     b, n, c = x.shape
     qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
-    out = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
+    out = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2],
+                                       is_causal=is_causal)
     return self.proj(out.reshape(b, n, c))
 
 

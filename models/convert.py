@@ -136,7 +136,10 @@ class TorchResNet(TorchStateDict):
 class GoogleViT(Converter):
   """The original ViT `.npz` (Flax names; kernels already HWIO / [in, out]). Attention q, k, v are
   separate [D, heads, head_dim] kernels there and one [D, 3D] `qkv` kernel here (q | k | v, each
-  head-major, as timm); the output projection is [heads, head_dim, D] there."""
+  head-major, as timm); the output projection is [heads, head_dim, D] there. The ImageNet-21k
+  files' `pre_logits` (representation) layer is never loaded: our ViT has none, and fine-tuning
+  drops it (timm's npz loader too)."""
+  ignore = re.compile(r"^pre_logits/")
   _BLOCK = re.compile(r"^blocks/(\d+)/(.+)$")
   _IN_BLOCK = {"norm1": "LayerNorm_0", "norm2": "LayerNorm_2",
                "attn/proj": "MultiHeadDotProductAttention_1/out",
@@ -239,7 +242,8 @@ def match(ours: Mapping[str, object], theirs: Mapping[str, np.ndarray], converte
 
 # --- PyTorch files and in-place loading into a module ---------------------------------------------
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
-  """A `.safetensors` or `.pth`/`.pt`/`.bin` state dict (optionally under 'model'/'state_dict')."""
+  """A `.safetensors` or `.pth`/`.pt`/`.bin` state dict (optionally under 'model'/'state_dict'),
+  or the state dict of a TorchScript archive (`torch.jit.save`)."""
   if str(path).endswith(".safetensors"):
     from safetensors import numpy as st_numpy
     try:
@@ -249,7 +253,12 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
       sd = load_file(path)
   else:
     import torch
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+      sd = torch.load(path, map_location="cpu", weights_only=True)
+    except RuntimeError as e:  # a TorchScript archive (OpenAI's CLIP release): its parameters
+      if "TorchScript" not in str(e):
+        raise
+      sd = torch.jit.load(path, map_location="cpu").state_dict()
   for key in ("model", "state_dict", "model_ema"):
     if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
       sd = sd[key]
@@ -286,5 +295,5 @@ def to_state_dict(model: nnx.Module, converter: Converter = TorchStateDict()
   out = {}
   for path, var in _variables(model).flat_state():
     for k, v in converter.to_file(_path(path), np.asarray(var[...])).items():
-      out[k] = np.ascontiguousarray(v)
+      out[k] = np.asarray(v).copy(order="C")  # (ascontiguousarray would make scalars 1-d)
   return out

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from models import peft
 from models._vision_layers import (Attention, Mlp, conv, drop_path, layer_norm, linear,
                                    register_variants, run_block, trunc_normal_init)
 
@@ -23,11 +24,16 @@ VARIANTS = {  # patch 16
 
 
 class Block(nnx.Module):
-  def __init__(self, dim, num_heads, mlp_ratio, dpr, *, dtype, rngs):
+  def __init__(self, dim, num_heads, mlp_ratio, dpr, *, dtype, rngs, adapter=None):
     self.norm1 = layer_norm(dim, eps=1e-6, dtype=dtype, rngs=rngs)
-    self.attn = Attention(dim, num_heads, dtype=dtype, rngs=rngs)
     self.norm2 = layer_norm(dim, eps=1e-6, dtype=dtype, rngs=rngs)
-    self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
+    hidden = int(dim * mlp_ratio)
+    if adapter:
+      self.attn = peft.AdaptedAttention(dim, num_heads, adapter, dtype=dtype, rngs=rngs)
+      self.mlp = peft.AdaptedMlp(dim, hidden, adapter, dtype=dtype, rngs=rngs)
+    else:
+      self.attn = Attention(dim, num_heads, dtype=dtype, rngs=rngs)
+      self.mlp = Mlp(dim, hidden, dtype=dtype, rngs=rngs)
     self.drop_path = drop_path(dpr, 3, rngs=rngs)
 
   def __call__(self, x):
@@ -46,13 +52,15 @@ class PatchEmbed(nnx.Module):
 class ViT(nnx.Module):
   """ViT: patchify conv, [cls] + patches + learned position embedding, pre-norm blocks, LN, head.
 
-  drop_path: maximum stochastic-depth rate (linear over blocks); remat: per-block rematerialisation.
+  drop_path: maximum stochastic-depth rate (linear over blocks); remat: per-block rematerialisation;
+  adapter: LoRA / kernelized-LoRA (SNELL) adapters on every block's q, k, v, proj, fc1, fc2 (the
+  options of `models.peft.adapter_options`, e.g. `{kind: kernel, rank: 8, sparsity: 0.5}`).
   """
 
   def __init__(self, embed_dim=768, depth=12, num_heads=12, *, patch_size: int = 16,
                img_size: int = 224, in_channels: int = 3, num_classes: int | None = 1000,
                mlp_ratio: float = 4.0, drop_path: float = 0.1, dtype=jnp.float32,
-               remat: bool = False, rngs: nnx.Rngs):
+               remat: bool = False, adapter: dict | None = None, rngs: nnx.Rngs):
     dtype = jnp.dtype(dtype)  # accepts "bfloat16" from configs
     self.dtype, self.remat = dtype, remat
     self.patch_embed = PatchEmbed(in_channels, embed_dim, patch_size, dtype=dtype, rngs=rngs)
@@ -60,8 +68,9 @@ class ViT(nnx.Module):
     self.cls_token = nnx.Param(1e-6 * jax.random.normal(rngs.params(), (1, 1, embed_dim)))
     self.pos_embed = nnx.Param(trunc_normal_init(0.02)(rngs.params(), (1, n + 1, embed_dim)))
     dpr = np.linspace(0.0, drop_path, depth).tolist()
-    self.blocks = nnx.List([Block(embed_dim, num_heads, mlp_ratio, dpr[i], dtype=dtype, rngs=rngs)
-                            for i in range(depth)])
+    adapter = peft.adapter_options(adapter) if adapter else None
+    self.blocks = nnx.List([Block(embed_dim, num_heads, mlp_ratio, dpr[i], dtype=dtype, rngs=rngs,
+                                  adapter=adapter) for i in range(depth)])
     self.norm = layer_norm(embed_dim, eps=1e-6, dtype=dtype, rngs=rngs)
     self.num_features = embed_dim
     self.head = (linear(embed_dim, num_classes, init="trunc", dtype=dtype, rngs=rngs)

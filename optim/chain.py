@@ -1,6 +1,7 @@
 """The optax chain a config's `optimizer` block describes.
 
     clip_grad_norm -> method transforms (config order) -> base optimizer with schedule
+        -> post transforms (config order)
 
 The chain sees the trainable parameters only: `trainable` / `freeze` (path regexes) partition the
 parameters before the optimizer is built (`ml_pipelines.trainer.partition`), so frozen weights get
@@ -11,11 +12,20 @@ Weight decay acts on params whose path matches `weight_decay_mask` (all if unset
 the gradient before the base optimizer for sgd/adam (PyTorch's `weight_decay`), decoupled for adamw
 (`optax.adamw`'s masked decay, Loshchilov & Hutter 2019, Alg. 2 l. 12).
 
+Separate optimizers per parameter group (`group_optimizers`, optax `multi_transform`): `{group:
+{overrides of this block}}` with the groups' regexes in `param_groups`; each group gets the chain
+built from this block with its overrides (its own rate, schedule, warm-up, momentum, decay and
+transforms), every other parameter the block's own chain. PVP trains its prompts and its adapters
+with different rates and warm-ups this way.
+
 Method transforms see raw gradients (modulation, masks and SAM act on gradients, as in the papers)
 and receive the trainer's extra args (`grad_fn`, `step`, `rng`, the task's `tx_args`).
+`post_transforms` (registered the same way) see the base optimizer's update and the parameters, so
+they can turn `p + update` into a projection of it (DPCML's norm constraints).
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import jax
@@ -30,7 +40,8 @@ OPTION_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "d
                          "decay_factor", "end_factor", "momentum", "nesterov", "b1", "b2", "eps",
                          "weight_decay", "weight_decay_mask", "trainable", "freeze",
                          "freeze_batch_stats", "clip_grad_norm", "param_groups", "transforms",
-                         "warmup_fraction"})
+                         "warmup_fraction", "post_transforms", "warmup_lr",
+                         "group_optimizers"})
 
 
 class WarmupWarning(UserWarning):
@@ -56,7 +67,8 @@ def warmup_steps(c, total_steps: int) -> int:
 
 
 def schedule(c, total_steps: int) -> optax.Schedule:
-  """constant | cosine | step, after a linear warm-up from 0 (`warmup_steps`)."""
+  """constant | cosine | step, after a linear warm-up from 0 (`warmup_steps`), or a constant one
+  at `warmup_lr` when that is set (Dassl's "constant" warm-up)."""
   lr, warmup = float(c.learning_rate), warmup_steps(c, total_steps)
   kind = c.get("schedule", "constant")
   if kind == "constant":
@@ -71,7 +83,9 @@ def schedule(c, total_steps: int) -> optax.Schedule:
   else:
     raise ValueError(f"Unknown schedule {kind!r}; use constant, cosine or step.")
   if warmup:
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+    ramp = (optax.constant_schedule(float(c.warmup_lr)) if c.get("warmup_lr") is not None
+            else optax.linear_schedule(0.0, lr, warmup))
+    return optax.join_schedules([ramp, main], [warmup])
   return main
 
 
@@ -91,13 +105,39 @@ def _method_options(c, name: str) -> dict:
   return dict(c[name]) if name in c else {}
 
 
+def _group_chains(c, total_steps: int, count_offset: int) -> optax.GradientTransformationExtraArgs:
+  """`optax.multi_transform` over `group_optimizers`: one chain per group, the block's own chain
+  for the parameters in no listed group."""
+  per_group = {k: dict(v) for k, v in dict(c.group_optimizers).items()}
+  groups = dict(c.get("param_groups", {}))
+  unknown = sorted(set(per_group) - set(groups))
+  if unknown:
+    raise ValueError(f"optimizer.group_optimizers names {unknown}, which optimizer.param_groups "
+                     f"does not define (it has {sorted(groups)}).")
+  base = copy.deepcopy(c)
+  with base.ignore_type():
+    del base["group_optimizers"]
+  chains = {"__rest__": build_chain(base, total_steps, count_offset)}
+  for name, overrides in per_group.items():
+    group = copy.deepcopy(base)
+    with group.ignore_type():
+      for key, value in overrides.items():
+        group[key] = value
+    chains[name] = build_chain(group, total_steps, count_offset)
+  selected = {name: groups[name] for name in per_group}
+  return optax.multi_transform(chains, lambda params: paths.labels(params, selected, "__rest__"))
+
+
 def build_chain(c, total_steps: int, count_offset: int = 0
                 ) -> optax.GradientTransformationExtraArgs:
   """The chain for `total_steps` updates; `count_offset` updates were already counted by the state
   it continues (a stage that keeps the previous stage's optimizer state), so its schedule starts
   at its own step 0."""
   transforms = tuple(c.get("transforms", ()))
-  unknown_options(c.keys(), OPTION_KEYS | set(transforms), "optimizer")
+  post_transforms = tuple(c.get("post_transforms", ()))
+  unknown_options(c.keys(), OPTION_KEYS | set(transforms) | set(post_transforms), "optimizer")
+  if c.get("group_optimizers"):
+    return _group_chains(c, total_steps, count_offset)
   lr = schedule(c, total_steps)
   if count_offset:
     lr = lambda count, f=lr: f(count - count_offset)  # noqa: E731
@@ -117,4 +157,6 @@ def build_chain(c, total_steps: int, count_offset: int = 0
     # PyTorch SGD/Adam `weight_decay`: L2 added to the gradient before momentum / moments.
     parts.append(optax.add_decayed_weights(wd, mask=decay_mask))
   parts.append(_base(c, lr, wd, decay_mask))
+  for name in post_transforms:
+    parts.append(optim.get(name)(param_groups=groups, **_method_options(c, name)))
   return optax.chain(*parts)

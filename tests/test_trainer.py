@@ -347,3 +347,22 @@ def test_all_finite_sees_any_non_finite_entry():
   assert bool(train.all_finite(tree))
   for bad in (jnp.nan, jnp.inf, -jnp.inf):
     assert not bool(train.all_finite({**tree, "b": {"c": jnp.arange(5.0).at[3].set(bad)}}))
+
+
+def test_task_state_that_repeats_an_array_still_trains(tmp_path, monkeypatch):
+  """A hook may put one array in two leaves (a teacher snapshot of the parameters, one zeros array
+  for several counters); the donated train step gets distinct buffers anyway."""
+  import jax.numpy as jnp
+
+  class Repeats(tasks.get("classification")):
+    def init_extra(self, env, rng, params):
+      zeros = jnp.zeros((3,))
+      return {"a": zeros, "b": zeros}
+
+    def start_stage(self, env, state, stage):
+      return {**state, "extra": {**state["extra"], "a": state["extra"]["b"]}}
+
+  monkeypatch.setitem(tasks._REGISTRY._entries, "repeats", Repeats)
+  c = small_config(total_steps=2, checkpoint_every=0)
+  c.task.name = "repeats"
+  train.train_and_evaluate(c, str(tmp_path))

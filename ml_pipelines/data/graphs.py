@@ -23,6 +23,18 @@ import numpy as np
 from ml_pipelines.data.dataset import ArraySource, Dataset, spec_of
 
 
+def check_edges(senders: np.ndarray, receivers: np.ndarray, num_nodes: int) -> None:
+  """Raises if an edge points outside `[0, num_nodes)`: under jit an out-of-range index is clamped
+  (gather) or dropped (segment_sum) without a word."""
+  for name, ids in (("senders", senders), ("receivers", receivers)):
+    ids = np.asarray(ids)
+    if ids.size and (ids.min() < 0 or ids.max() >= num_nodes):
+      bad = ids[(ids < 0) | (ids >= num_nodes)]
+      raise ValueError(f"Edges point outside the graph's {num_nodes} nodes: {name} holds "
+                       f"{bad[:5].tolist()} ({len(bad)} such edges); node ids run "
+                       f"0..{num_nodes - 1}.")
+
+
 def undirected_edges(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """`[M, 2]` node pairs -> (senders, receivers) holding both directions, self loops dropped."""
   edges = np.asarray(edges, np.int32).reshape(-1, 2)
@@ -41,6 +53,7 @@ def degree_one_hot(receivers: np.ndarray, num_nodes: int, max_degree: int) -> np
 def node_dataset(graph: Mapping[str, np.ndarray], labels: np.ndarray, nodes: np.ndarray,
                  num_classes: int) -> Dataset:
   """Layout (a): examples are `nodes` of the one `graph`, labelled `labels[node]`."""
+  check_edges(graph["senders"], graph["receivers"], len(graph["x"]))
   nodes = np.asarray(nodes, np.int32)
   return Dataset(source=ArraySource({"node": nodes,
                                      "label": np.asarray(labels, np.int32)[nodes]}),
@@ -53,6 +66,7 @@ def pad_graph(x: np.ndarray, senders: np.ndarray, receivers: np.ndarray, max_nod
               max_edges: int, edge_weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
   """One graph padded to `max_nodes` (> its node count) and `max_edges` (>= its edge count)."""
   n, e = len(x), len(senders)
+  check_edges(senders, receivers, n)
   if n >= max_nodes or e > max_edges:
     raise ValueError(f"A graph of {n} nodes and {e} edges does not fit max_nodes={max_nodes} "
                      f"(needs one padding node) and max_edges={max_edges}.")

@@ -103,7 +103,11 @@ def tree_shardings(tree: Any, rules, mesh: Mesh) -> Any:
 def optimizer_state_shardings(tx, opt_state: Any, param_shardings: Any, mesh: Mesh) -> Any:
   """Shardings for an optimizer state: each copy of the parameter tree inside it (Adam's moments,
   a method's per-parameter buffers) takes the parameters' shardings (`optax.tree_map_params`);
-  every other leaf (counts, a method's small statistics) is replicated."""
+  every other leaf (counts, a method's small statistics) is replicated. Per-group optimizers
+  (`optax.multi_transform`) are handled like any other state."""
   repl = NamedSharding(mesh, P())
-  return optax.tree_map_params(tx, lambda _, s: s, opt_state, param_shardings,
-                               transform_non_params=lambda _: repl)
+  # `optax.masked` / `multi_transform` states hold an empty MaskedNode where a parameter is not
+  # theirs: it stays (no leaves, nothing to place).
+  masked = lambda x: isinstance(x, optax.MaskedNode)  # noqa: E731
+  return optax.tree_map_params(tx, lambda v, s: v if masked(v) else s, opt_state, param_shardings,
+                               transform_non_params=lambda _: repl, is_leaf=masked)

@@ -1,0 +1,1 @@
+"""Parameter-efficient tuning configs (frozen pretrained backbones with adapters / prompts)."""

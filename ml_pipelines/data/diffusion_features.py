@@ -1,0 +1,65 @@
+"""Pixel datasets from diffusion features (`ml_pipelines/jobs/diffusion_features.py` output): each
+example is one labelled pixel with the features of every variant, as the label-scarce protocol of
+DDPM-segmentation (Baranchuk et al. 2022) and the GATE pixel head train on pixels.
+
+`config.data`: `feature_dirs` (one extraction directory per variant, same images in the same
+order), `label_size` (features are resized bilinearly to the label resolution, 256 for the
+DDPM-segmentation sets), `ignore_label` (255, dropped from training). Per image and variant the taps
+are resized and concatenated in the extraction order; a pixel is x [V, D], label [].
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ml_pipelines import data
+from ml_pipelines.data import records
+
+PREPARE = ("python -m ml_pipelines.jobs.diffusion_features "
+           "--config=configs/diffusion/features.py:<dataset>_<set> --out=DIR")
+
+
+def image_features(example: dict, order, size: int) -> np.ndarray:
+  """The taps of one image, each resized (bilinear, half-pixel centres as torch
+  `F.interpolate(mode='bilinear')`) to size x size and concatenated: [size, size, D]."""
+  maps = [jax.image.resize(jnp.asarray(example[k], jnp.float32), (size, size, example[k].shape[-1]),
+                           "bilinear", antialias=False) for k in order]
+  return np.asarray(jnp.concatenate(maps, axis=-1))
+
+
+def load_variants(feature_dirs, split: str, size: int):
+  """(x [images, size, size, V, D], labels [images, size, size]) of the variants' directories."""
+  per_variant, labels, names = [], None, None
+  for d in feature_dirs:
+    with open(os.path.join(d, "features.json")) as f:
+      order = json.load(f)["order"]
+    source = records.RecordSource(d, split, PREPARE)
+    examples = [source[i] for i in range(len(source))]
+    these = [str(e["name"]) for e in examples]
+    if names is not None and these != names:
+      raise ValueError(f"{d}: images differ from the first variant's ({these[:3]} vs {names[:3]})")
+    names = these
+    per_variant.append(np.stack([image_features(e, order, size) for e in examples]))
+    if labels is None:
+      labels = np.stack([e["label"] for e in examples]).astype(np.int32)
+  dims = {v.shape[-1] for v in per_variant}
+  if len(dims) != 1:
+    raise ValueError(f"variants have different channel counts {sorted(dims)}")
+  return np.stack(per_variant, axis=3), labels
+
+
+@data.register("diffusion_pixels")
+def diffusion_pixels(config, split: str) -> data.Dataset:
+  x, y = load_variants(tuple(config.feature_dirs), split, config.label_size)
+  x = x.reshape(-1, *x.shape[3:])
+  y = y.reshape(-1)
+  if split == config.train_split:
+    keep = y != config.get("ignore_label", 255)
+    x, y = x[keep], y[keep]
+  return data.Dataset(source=data.ArraySource({"x": x.astype(np.float32), "label": y}),
+                      element_spec={"x": (x.shape[1:], np.float32), "label": ((), np.int32)},
+                      info={"variants": x.shape[1], "dim": x.shape[2]})
