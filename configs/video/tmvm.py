@@ -61,7 +61,8 @@ def get_config(arg=None):
     model = dict(vision=dict(name="clip_vit_b32_visual"), text=dict(name="clip_vit_b32_text"),
                  embed_dim=512, project=False)
     opt = dict(name="adam", learning_rate=1e-4, schedule="cosine", warmup_steps=steps // 10,
-               param_groups={"clip": CLIP_PARAMS}, group_optimizers={"clip": {"learning_rate": 1e-7}})
+               param_groups={"clip": CLIP_PARAMS},
+               group_optimizers={"clip": {"learning_rate": 1e-7}})
     c.init_from = ml_collections.ConfigDict(dict(path="", converter="open_clip",
                                                  skip="^mask_head/"))
   c.model = ml_collections.ConfigDict(dict(
