@@ -102,6 +102,8 @@ def test_real_configs_give_the_clip_towers_their_own_rate(config, rates):
   block.update({k: CLIP_TOWERS[k] for k in ("vision", "text")})
   if name == "tmvm.py":
     block.update(embed_dim=16, project=False)
+  else:  # the same parameter names, fewer of them
+    block.update(dim=16, heads=2, static_layers=1, dynamic_layers=1, decoder_layers=1, max_frames=4)
   model = nnx.eval_shape(lambda: models.build(block))
   params = jax.tree.map(lambda v: jnp.ones(v.shape, v.dtype), nnx.state(model, nnx.Param))
   params = nnx.to_pure_dict(params)
