@@ -131,6 +131,10 @@ class Bert(nnx.Module):
       x = layer(x, mask)
     return x
 
+  def pooled(self, states, ids, mask):
+    """The sentence feature: the [CLS] (first) state."""
+    return states[:, 0]
+
   def fuse(self, hidden, mask, visual, visual_mask):
     for layer in list(self.encoder.layer)[self.fusion_layer:]:
       hidden = layer(hidden, mask, visual, visual_mask)

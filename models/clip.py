@@ -27,7 +27,10 @@ Towers, each usable alone:
 (the learned log temperature, init log(1/0.07)).
 
 Registered: `clip_rn50`, `clip_vit_b32`, `clip_vit_b16`, `clip_vit_l14` (OpenAI's sizes, QuickGELU
-as the OpenAI weights need) and `clip_tiny_rn`, `clip_tiny_vit` for tests and demos.
+as the OpenAI weights need) and `clip_tiny_rn`, `clip_tiny_vit` for tests and demos; the towers
+of ViT-B/32 alone for the video models, `clip_vit_b32_visual` (`FrameTokens`: per-frame tokens) and
+`clip_vit_b32_text` (`TextTokens`: per-token states, end-of-text pooling), which the `open_clip`
+converter loads when held as `vision` and `text`.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ from flax import nnx
 import models
 from models import convert
 from models._vision_layers import (Attention, Mlp, batch_norm, conv, gelu, layer_norm, linear,
-                                   run_block)
+                                   register_variants, run_block)
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's image normalisation (RGB in [0, 1])
 STD = (0.26862954, 0.26130258, 0.27577711)
@@ -104,6 +107,13 @@ def _init_text_like(transformer: Transformer, width: int, layers: int, rngs: nnx
       _reinit(lin, std, rngs, zero_bias=True)
 
 
+def end_of_text(states, tokens):
+  """[B, L, D] states -> [B, D], each row's state at its end-of-text token (the largest id, as
+  CLIP)."""
+  eot = jnp.argmax(tokens, axis=-1)
+  return jnp.take_along_axis(states, eot[:, None, None], axis=1)[:, 0]
+
+
 # --- text tower -----------------------------------------------------------------------------------
 class TextTransformer(nnx.Module):
   """CLIP's text encoder; `output_dim=None` leaves out `text_projection` (per-token use only)."""
@@ -135,9 +145,8 @@ class TextTransformer(nnx.Module):
     return states @ self.text_projection[...].astype(states.dtype)
 
   def pool(self, states, tokens):
-    """The end-of-text state of each row (the largest token id, as CLIP), projected: [B, D]."""
-    eot = jnp.argmax(tokens, axis=-1)
-    return self.project(jnp.take_along_axis(states, eot[:, None, None], axis=1)[:, 0])
+    """The end-of-text state of each row, projected: [B, D]."""
+    return self.project(end_of_text(states, tokens))
 
   def __call__(self, tokens):
     return self.pool(self.hidden_states(tokens), tokens)
@@ -371,6 +380,43 @@ class CLIP(nnx.Module):
     return jnp.exp(self.logit_scale[...]) * i @ t.T
 
 
+# --- towers of the video models (TMVM, STVGFormer) ------------------------------------------------
+class FrameTokens(nnx.Module):
+  """CLIP's ViT on each frame as CLIP4Clip uses it (Luo et al. 2022, ArrowLuo/CLIP4Clip
+  `modules/module_clip.py`, `encode_image(..., return_hidden=True)`): every token after ln_post
+  times `proj`, `tokens(images) -> [N, 1 + P, output_dim]`, class token first, so the class token's
+  feature is CLIP's `encode_image`."""
+
+  def __init__(self, *, output_dim=512, rngs: nnx.Rngs, **vit):
+    self.visual = VisionTransformer(output_dim=output_dim, rngs=rngs, **vit)
+    self.num_features = output_dim
+
+  def tokens(self, images):
+    x = self.visual.tokens(images)
+    return x @ self.visual.proj[...].astype(x.dtype)
+
+
+class TextTokens(TextTransformer):
+  """CLIP's text tower as a video model's text encoder: `(ids, mask) -> [B, L, output_dim]`, every
+  state after ln_final times `text_projection` (the attention is causal, so the padding after
+  end-of-text never reaches the states before it and `mask` is not needed); `pooled` picks the
+  end-of-text state, so a sentence's feature is CLIP's `encode_text` (CLIP4Clip's)."""
+
+  def __init__(self, *, output_dim=512, rngs: nnx.Rngs, **kw):
+    super().__init__(output_dim=output_dim, rngs=rngs, **kw)
+    self.num_features = output_dim
+
+  def __call__(self, ids, mask):
+    return self.project(self.hidden_states(ids))
+
+  def pooled(self, states, ids, mask):
+    return end_of_text(states, ids)
+
+
+register_variants(FrameTokens, {"clip_vit_b32_visual": dict(image_size=224, patch_size=32)})
+register_variants(TextTokens, {"clip_vit_b32_text": {}})
+
+
 VARIANTS = {
     "clip_rn50": dict(embed_dim=1024, vision_layers=(3, 4, 6, 3), vision_width=64),
     "clip_vit_b32": dict(embed_dim=512, vision_layers=12, vision_width=768, vision_patch_size=32),
@@ -408,6 +454,7 @@ class OpenCLIP(convert.TorchStateDict):
   ignore = re.compile(r"(num_batches_tracked|attn_mask|^input_resolution|^context_length"
                       r"|^vocab_size)$")
   _RENAMES = ((re.compile(r"^clip/"), ""),  # a CLIP held as `clip` (PVP) reads the same keys
+              (re.compile(r"^vision/"), ""),  # video models' FrameTokens (`vision/visual/...`)
               (re.compile(r"^text/"), ""),
               (re.compile(r"^token_embedding/embedding$"), "token_embedding/kernel"),
               (re.compile(r"/attn/qkv/kernel$"), "/attn/in_proj_weight"),

@@ -12,10 +12,13 @@ real frame's class token) is exactly CLIP4Clip's mean-pooled "meanP" video embed
 
 Towers: `vision` is any registered image model whose `tokens(images)` (or, for `models/vit.py`,
 the pre-head token sequence) gives [N, 1 + P, Dv] with the class token first, applied to every
-frame; `text` a registered text encoder `text(ids, mask) -> [B, L, Dt]` pooled at its first
-token (BERT's [CLS]). `vision_proj` / `text_proj` map both into the joint `embed_dim` space
-(CLIP's `proj` / `text_projection`). Frames arrive as uint8 and are normalised with CLIP's pixel
-mean and std.
+frame; `text` a registered text encoder `text(ids, mask) -> [B, L, Dt]` whose
+`pooled(states, ids, mask)` is the sentence feature (BERT's [CLS]; CLIP's end-of-text state, as
+CLIP4Clip). New layers `vision_proj` / `text_proj` map both into the joint `embed_dim` space;
+`project=False` leaves them out for towers that already end in it (the CLIP towers
+`clip_vit_b32_visual` / `clip_vit_b32_text` end in CLIP's `proj` / `text_projection`, so K = 1
+with uniform masks is CLIP4Clip's meanP on the pretrained features). Frames arrive as uint8 and
+are normalised with CLIP's pixel mean and std.
 """
 from __future__ import annotations
 
@@ -73,27 +76,34 @@ class MaskHead(nnx.Module):
 
 class TMVM(nnx.Module):
   def __init__(self, *, vision: dict, text: dict, embed_dim: int = 512, num_prototypes: int = 4,
-               uniform_masks: bool = False, logit_scale: float = math.log(1 / 0.07),
-               rngs: nnx.Rngs):
+               uniform_masks: bool = False, project: bool = True,
+               logit_scale: float = math.log(1 / 0.07), rngs: nnx.Rngs):
     if uniform_masks and num_prototypes != 1:
       raise ValueError("uniform_masks (CLIP4Clip meanP) has one prototype: set num_prototypes=1.")
     self.vision = models.build(dict(vision), rngs=rngs)
     self.text = models.build(dict(text), rngs=rngs)
-    self.vision_proj = linear(self.vision.num_features, embed_dim, use_bias=False, rngs=rngs)
-    self.text_proj = linear(self.text.num_features, embed_dim, use_bias=False, rngs=rngs)
+    if project:
+      self.vision_proj = linear(self.vision.num_features, embed_dim, use_bias=False, rngs=rngs)
+      self.text_proj = linear(self.text.num_features, embed_dim, use_bias=False, rngs=rngs)
+    elif self.vision.num_features != embed_dim or self.text.num_features != embed_dim:
+      raise ValueError(f"project=False needs towers that end in embed_dim={embed_dim}; got "
+                       f"{self.vision.num_features} (vision), {self.text.num_features} (text).")
+    else:
+      self.vision_proj = self.text_proj = None
     self.mask_head = None if uniform_masks else MaskHead(embed_dim, num_prototypes, rngs=rngs)
     self.logit_scale = nnx.Param(jnp.asarray(logit_scale, jnp.float32))
     self.num_prototypes = num_prototypes
 
   def encode_text(self, ids, mask):
-    """[B, D] unit text embeddings (first-token pooling, projected)."""
-    return vl.l2_normalise(self.text_proj(self.text(ids, mask)[:, 0]))
+    """[B, D] unit text embeddings (the tower's pooling, projected)."""
+    x = self.text.pooled(self.text(ids, mask), ids, mask)
+    return vl.l2_normalise(x if self.text_proj is None else self.text_proj(x))
 
   def tokens(self, video):
     """[B, T, 1 + P, D] projected frame tokens of uint8 clips [B, T, H, W, 3]."""
     b, t = video.shape[:2]
     x = frame_tokens(self.vision, normalise_frames(video.reshape(b * t, *video.shape[2:])))
-    x = self.vision_proj(x)
+    x = x if self.vision_proj is None else self.vision_proj(x)
     return x.reshape(b, t, *x.shape[1:])
 
   def prototypes(self, video, frame_mask):

@@ -71,10 +71,10 @@ def test_trains_on_moving_shapes_hard(tmp_path):
   c = config_lib.load("configs/video/stvgformer.py:moving_shapes_hard")
   c.total_steps, c.batch_size, c.eval_batch_size = 2, 8, 8
   c.log_every, c.eval_every, c.checkpoint_every = 1, 2, 2
-  c.data.update(train_size=4, test_size=3)  # hard: 2 examples per video, 8 = one batch
-  c.model.vision.update(depth=1, embed_dim=32, num_heads=2, patch_size=16)
+  c.data.update(train_size=4, test_size=3, frames=4, num_frames=4, size=16)  # 8 examples: a batch
+  c.model.vision.update(depth=1, embed_dim=32, num_heads=2, patch_size=16, img_size=16)
   c.model.text.update(num_layers=1, hidden_size=32, num_heads=2)
-  c.model.update(dim=32, heads=2, decoder_layers=1)
+  c.model.update(dim=32, heads=2, decoder_layers=1, max_frames=4)
   c.optimizer.update(name="sgd", learning_rate=1e-3, momentum=0.0, weight_decay=0.0,
                      warmup_steps=0, clip_grad_norm=0.0)
   train.train_and_evaluate(c, str(tmp_path))

@@ -116,7 +116,8 @@ def _rows(workdir):
 
 
 def test_trains_on_moving_shapes(tmp_path):
-  c = _tiny_config("moving_shapes,4,1.0", train_size=3, test_size=5, num_frames=4)  # 8 pairs
+  c = _tiny_config("moving_shapes,4,1.0", train_size=3, test_size=5, num_frames=4, size=16)
+  c.model.vision.img_size = 16  # 8 training pairs: one batch
   c.optimizer.update(name="sgd", learning_rate=0.01, momentum=0.0, weight_decay=0.0)
   train.train_and_evaluate(c, str(tmp_path))
   rows = _rows(str(tmp_path))
@@ -127,19 +128,40 @@ def test_trains_on_moving_shapes(tmp_path):
 
 
 
-def test_trains_from_prepared_msrvtt_layout(tmp_path):
-  from test_video_data import _fake_msrvtt
+def test_real_msrvtt_config_reads_the_prepared_layout(tmp_path):
+  """The real MSR-VTT config (CLIP4Clip meanP: 12 frames with padding, CLIP BPE, 32 words, CLIP
+  towers) on a fake prepared layout, without training: the builder's clips keep every real frame
+  and pad the rest, captions are CLIP's tokens, and the task's loss on that batch is the symmetric
+  cross-entropy of the model's own embeddings (NumPy)."""
+  import jax
+  from ml_pipelines import data, tasks
   from ml_pipelines.prep import video as prep_video
+  from models.clip_tokenizer import tokenize
+  from test_video_data import _fake_msrvtt
+  from test_video_towers import CLIP_TOWERS
   vids, ann = _fake_msrvtt(tmp_path)
-  with open(ann / "MSRVTT_data.json", "w") as f:  # 8 training pairs: one batch
-    json.dump({"sentences": [{"video_id": f"video{i % 2}", "caption": f"caption number {i}"}
-                             for i in range(8)]}, f)
-  prep_video.prepare_videos(str(vids), str(tmp_path / "rec"), fps=1.0, size=16, source_fps=2.0)
-  c = _tiny_config("msrvtt,4,1.0", data_dir=str(tmp_path / "rec"), ann_dir=str(ann),
-                   tokenizer="words", num_frames=2, max_words=8)
-  c.model.vision, c.model.text = (dict(_tiny_config("moving_shapes").model.vision, img_size=16),
-                                  dict(_tiny_config("moving_shapes").model.text, vocab_size=40))
-  c.batch_size, c.eval_batch_size = 8, 8
-  out = train.train_and_evaluate(c, str(tmp_path / "run"))
-  assert out["eval/t2v_R@1"] == 100.0  # one test video: rank 1 whatever the model
-  assert np.isfinite(_rows(str(tmp_path / "run"))[0]["train/loss"])
+  prep_video.prepare_videos(str(vids), str(tmp_path / "rec"), fps=1.0, size=32, source_fps=2.0)
+  c = config_lib.load("configs/video/tmvm.py:msrvtt,meanp")
+  c.data.update(data_dir=str(tmp_path / "rec"), ann_dir=str(ann))
+  ds = data.get(c.data.name)(c.data.to_dict(), c.data.train_split)
+  rows = [ds.eval_preprocess(ds.source[i]) for i in range(len(ds.source))]
+  batch = {k: jnp.asarray(np.stack([r[k] for r in rows])) for k in ("video", "frame_mask", "text",
+                                                                     "text_mask")}
+  assert batch["video"].shape == (3, 12, 32, 32, 3)
+  assert np.asarray(batch["frame_mask"]).sum(1).tolist() == [3, 3, 2]  # 6, 4 frames: 2 -> 1 fps
+  assert (np.asarray(batch["video"])[2, 2:] == 0).all()
+  np.testing.assert_array_equal(batch["text"][0], tokenize(["a man sings"], 32)[0])
+  block = dict(c.model.to_dict(), vision=CLIP_TOWERS["vision"], embed_dim=16,
+               text=dict(CLIP_TOWERS["text"], vocab_size=49408, context_length=32))
+  model = models.build(block)
+  loss, _ = tasks.get(c.task.name)(c).loss(model, batch, jax.random.key(0), None, 0)
+  t = np.asarray(model.encode_text(batch["text"], batch["text_mask"]))
+  frames = tmvm.normalise_frames(batch["video"].reshape(-1, 32, 32, 3))
+  f = np.asarray(model.vision.tokens(frames))
+  f = f[:, 0].reshape(3, 12, -1)
+  f = f / np.linalg.norm(f, axis=-1, keepdims=True)
+  v = (f * np.asarray(batch["frame_mask"])[..., None]).sum(1)
+  v = v / np.linalg.norm(v, axis=-1, keepdims=True)
+  sim = np.exp(np.log(1 / 0.07)) * t @ v.T
+  ce = lambda s: -np.mean(np.diag(s - np.log(np.exp(s).sum(1, keepdims=True))))  # noqa: E731
+  np.testing.assert_allclose(float(loss), (ce(sim) + ce(sim.T)) / 2, rtol=1e-4)

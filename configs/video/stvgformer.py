@@ -11,8 +11,9 @@ video, told apart only by their motion; tiny towers from scratch) and `hcstvg` (
 the layer design and every default below are [inferred] from TubeDETR (antoyang/TubeDETR `main.py`:
 loss weights 5 / 2 / 10, sigma 1, lr 5e-5 with the backbones at 1e-5, 5 fps, at most 200 frames,
 batch 1 per GPU, 40 epochs on HC-STVG v1, 20 on v2, hidden 256, 8 heads, 6 encoder and decoder
-layers, dropout 0.1). The per-tower learning rate is not expressible in the optimizer chain yet (see
-README); real-data towers are the CLIP ViT-B/32 image and text towers of models/clip.py.
+layers, dropout 0.1). The pretrained towers (CLIP ViT-B/32's image and text towers,
+`clip_vit_b32_visual` / `clip_vit_b32_text`) train at 1e-5 (`optimizer.group_optimizers`) and load
+from an open_clip / OpenAI file: `--config.init_from.path=ViT-B-32.pt` (the rest is new).
 """
 import ml_collections
 
@@ -50,12 +51,16 @@ def get_config(arg=None):
                  dim=256, heads=8, static_layers=6, dynamic_layers=6, decoder_layers=6,
                  dropout=0.1, max_frames=200)
     opt = dict(name="adamw", learning_rate=5e-5, weight_decay=1e-4, schedule="step",
-               decay_boundaries=(0.25,), decay_factor=0.1, clip_grad_norm=0.1)
+               decay_boundaries=(0.25,), decay_factor=0.1, clip_grad_norm=0.1,
+               param_groups={"towers": r"^(vision|text)/"},
+               group_optimizers={"towers": {"learning_rate": 1e-5}})
+    c.init_from = ml_collections.ConfigDict(dict(path="", converter="open_clip",
+                                                 skip=r"^(?!vision/|text/)"))
   else:
     raise ValueError(f"Unknown STVG dataset {dataset!r}; known: moving_shapes, "
                      f"moving_shapes_hard, {sorted(REAL)}.")
   c.model = ml_collections.ConfigDict(dict(name="stvgformer", **model, **VARIANTS[variant]))
   c.task = ml_collections.ConfigDict(dict(name="grounding", box_l1_weight=5.0, giou_weight=2.0,
                                           sted_weight=10.0, sted_sigma=1.0))
-  c.optimizer = ml_collections.ConfigDict(dict(opt, param_groups={}))
+  c.optimizer = ml_collections.ConfigDict({"param_groups": {}, **opt})
   return c

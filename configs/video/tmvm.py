@@ -14,16 +14,18 @@ configs/video/common.py) and `msrvtt` (1k-A), `didemo` (paragraphs), `lsmdc`, `m
 None of these defaults could be confirmed from the paper's text (only its abstract was readable):
 K = 4, lambda = 1 and the variance form are [inferred]; the real-data recipe is CLIP4Clip's MSR-VTT
 one (ArrowLuo/CLIP4Clip README: 12 frames, 32 words, batch 128, lr 1e-4, 5 epochs, cosine with
-10% warm-up, CLIP ViT-B/32). CLIP4Clip trains the CLIP towers at lr 1e-7 (`coef_lr` 1e-3); the
-per-group rate is not expressible in the optimizer chain yet (it needs a scale after the base
-optimizer), so the real configs freeze nothing and use one rate: see README.
-Real-data towers are the CLIP ViT-B/32 image and text towers of models/clip.py (`clip_vit_b32`
-blocks), loaded from `init_from.path` with the `open_clip` converter.
+10% warm-up, CLIP ViT-B/32). As CLIP4Clip (`coef_lr` 1e-3), the pretrained CLIP towers and
+CLIP's logit scale train at lr 1e-7 and the new layers (the mask head) at 1e-4:
+`optimizer.group_optimizers`. Real-data towers are CLIP ViT-B/32's image and text towers
+(`clip_vit_b32_visual` / `clip_vit_b32_text`, ending in CLIP's projections, so `project=False`),
+loaded from an open_clip / OpenAI file with the `open_clip` converter:
+`--config.init_from.path=ViT-B-32.pt` (the mask head is new: `init_from.skip`).
 """
 import ml_collections
 
 from configs.video import common
 
+CLIP_PARAMS = r"^(vision/|text/|logit_scale$)"  # the pretrained parameters (1e-7)
 REAL = {"msrvtt": 9000 * 20, "didemo": 8395, "lsmdc": 101079, "msvd": 1200 * 40}  # train pairs
 
 
@@ -57,11 +59,15 @@ def get_config(arg=None):
         max_words=32 if dataset != "didemo" else 64, tokenizer="clip", train_sampling="uniform",
         pad_short=True, train_split="train", eval_split="test"))
     model = dict(vision=dict(name="clip_vit_b32_visual"), text=dict(name="clip_vit_b32_text"),
-                 embed_dim=512)
-    opt = dict(name="adam", learning_rate=1e-4, schedule="cosine", warmup_steps=steps // 10)
+                 embed_dim=512, project=False)
+    opt = dict(name="adam", learning_rate=1e-4, schedule="cosine", warmup_steps=steps // 10,
+               param_groups={"clip": CLIP_PARAMS},
+               group_optimizers={"clip": {"learning_rate": 1e-7}})
+    c.init_from = ml_collections.ConfigDict(dict(path="", converter="open_clip",
+                                                 skip="^mask_head/"))
   c.model = ml_collections.ConfigDict(dict(
       name="tmvm", num_prototypes=1 if meanp else int(k), uniform_masks=meanp, **model))
   c.task = ml_collections.ConfigDict(dict(name="video_retrieval", variance_weight=lam,
                                           diversity="variance"))
-  c.optimizer = ml_collections.ConfigDict(dict(opt, param_groups={}))
+  c.optimizer = ml_collections.ConfigDict({"param_groups": {}, **opt})
   return c

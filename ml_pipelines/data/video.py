@@ -102,15 +102,11 @@ class WordTokenizer:
 
 
 def clip_tokenizer(length: int) -> Callable:
-  """The CLIP BPE tokenizer (models/clip.py): ids [n, length] int32 and mask = ids > 0."""
-  try:
-    from models import clip as clip_lib
-  except ImportError as e:  # models/clip.py arrives with the CLIP issue
-    raise ImportError("tokenizer='clip' needs models/clip.py (the NNX CLIP and its BPE "
-                      "tokenizer); use tokenizer='words' until it is there.") from e
+  """The CLIP BPE tokenizer (models/clip_tokenizer.py): ids [n, length] int32, mask = ids > 0."""
+  from models.clip_tokenizer import tokenize as clip_tokenize
 
   def tokenize(texts):
-    ids = np.asarray(clip_lib.tokenize(list(texts), context_length=length), np.int32)
+    ids = np.asarray(clip_tokenize(list(texts), context_length=length), np.int32)
     return ids, ids > 0
   return tokenize
 
