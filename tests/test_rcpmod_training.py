@@ -4,11 +4,12 @@ bank and the tables refresh as the official loop does, and a run interrupted mid
 bit-exactly (memory bank and tables included)."""
 import jax
 import numpy as np
+import pytest
 
 from configs.outlier import rcpmod as rcpmod_config
 from losses import outlier as ol
 from ml_pipelines import train
-from ml_pipelines.data import multiview
+from ml_pipelines.data import multiview_outliers
 from ml_pipelines.tasks import outlier as outlier_task
 from tests.test_trainer import interrupted
 
@@ -82,18 +83,46 @@ def test_warmup_weight_follows_the_official_ramp():
   np.testing.assert_allclose(w, [0.0, 0.01, 0.02, 0.02 + 0.18 * 450 / 900, 0.2], rtol=1e-6)
 
 
-def test_missing_view_mask_and_outliers():
-  rng = np.random.default_rng(0)
-  present = multiview.missing_view_mask(200, 0.3, rng)
-  assert present.any(1).all() and (~present.all(1)).sum() == 60
-  x1, x2 = np.full((40, 3), 0.5), np.arange(40 * 2, dtype=float).reshape(40, 2)
-  labels = np.arange(40) % 4
-  y1, y2, flags = multiview.inject_outliers(x1, x2, labels, 0.2, rng)
-  assert flags.sum() == 8
-  swapped = np.flatnonzero((y2 != x2).any(1))
-  noisy = np.flatnonzero((y1 != x1).any(1))
-  assert len(swapped) == 8 and len(noisy) == 4 and set(swapped) == set(np.flatnonzero(flags))
-  # a swapped (class-outlier) row carries view 2 of a sample of another class
-  for i in np.setdiff1d(swapped, noisy):
-    j = int(y2[i, 0]) // 2
-    assert labels[j] != labels[i]
+def test_missing_mask_keeps_a_view_and_the_official_rate():
+  mask = multiview_outliers.missing_mask(2, 1000, 0.3, np.random.default_rng(0))
+  assert mask.any(1).all() and abs(mask.mean() - 0.85) < 0.005
+  mask = multiview_outliers.missing_mask(3, 600, 0.5, np.random.default_rng(1))
+  assert mask.any(1).all() and abs(mask.mean() - (1 - 0.5 / 3)) < 0.005
+
+
+def test_class_pairs_follow_the_official_rules():
+  labels = np.array([0, 0, 1, 1, 2, 0])
+  mask = np.array([[1, 1], [1, 1], [1, 1], [1, 0], [1, 1], [1, 1]], bool)
+  # eligible (both views, different classes): {0, 1, 5} x {2, 4}
+  for seed in range(5):
+    pairs = multiview_outliers.class_pairs(labels, mask, 2, np.random.default_rng(seed))
+    assert len(set(pairs.ravel())) == 4
+    for a, b in pairs:
+      assert labels[a] != labels[b] and mask[a].all() and mask[b].all() and a < b
+  with pytest.raises(ValueError, match="disjoint pairs"):
+    multiview_outliers.class_pairs(labels, mask, 3, np.random.default_rng(0))
+
+
+def test_corruption_protocol_on_hand_made_views():
+  n = 40
+  x1 = np.tile(np.arange(n, dtype=float)[:, None], (1, 3)) / n  # row i: i / n in every column
+  x2 = np.tile(np.arange(n, dtype=float)[:, None], (1, 2)) / n
+  labels = np.arange(n) % 4
+  (y1, y2), mask, flags, class_flags = multiview_outliers.corrupt(
+      [x1, x2], labels, np.random.default_rng(3), missing_rate=0.3, class_rate=0.1,
+      attribute_rate=0.1, attribute_class_rate=0.1)
+  assert mask.any(1).all() and flags.sum() == 4 + 4 + 4 and class_flags.sum() == 4
+  assert (y1[mask[:, 0] == 0] == 0).all() and (y2[mask[:, 1] == 0] == 0).all()
+  for y in (y1, y2):  # every view min-max normalised
+    assert y.min() == 0 and y.max() == 1
+  # class outliers: view 1 or view 2 swapped with a sample of another class, the other view intact
+  # up to the final normalisation (a monotone map: constant rows stay constant)
+  for i in np.flatnonzero(class_flags):
+    assert np.ptp(y1[i]) == 0 and np.ptp(y2[i]) == 0
+  # attribute and class-attribute outliers carry noise in at least one present view
+  noisy = flags & ~class_flags
+  rough = (np.ptp(y1, 1) > 0) | (np.ptp(y2, 1) > 0)
+  assert (rough[noisy == 1]).all() and not rough[flags == 0].any()
+  # inliers keep their own values (up to the normalisation): the order of the rows is kept
+  inl = np.flatnonzero((flags == 0) & (mask[:, 0] == 1))
+  assert (np.diff(y1[inl, 0]) > 0).all()

@@ -13,8 +13,10 @@ Argument `<dataset>[,<variant>]`:
 Official defaults (`configure.py`): batch 256, Adam lr 1e-3, τ 0.5, k 6, memory of the last 5
 batches' 5% least-similar samples, kNN tables every 50 epochs, negatives every 5, imputed
 contrastive from epoch 50, triplet + spreading warm-up to 0.02 over 100 epochs then towards 0.2,
-R_w 0.25; encoders [F, 1024, 1024, 64] (the Scene-15 arch). Evaluation is transductive: the AUC of
-the fused score on the training set itself.
+R_w 0.25; data corrupted by the official protocol (`data.outlier_rates`: class, attribute and
+class-attribute outlier rates, 15% in all; `data.missing_rate`; `data.data_seed`); encoders
+[F, 1024, 1024, 64] (the Scene-15 arch). Evaluation is transductive: the AUC of the fused score on
+the training set itself.
 """
 import ml_collections
 
@@ -47,7 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1})
   c.sharding_rules = ()
   c.data = ml_collections.ConfigDict(dict(
-      name="two_view_outliers", source=dataset, data_seed=0, outlier_rate=0.15, missing_rate=0.3,
+      name="two_view_outliers", source=dataset, data_seed=0, outlier_rates=(0.02, 0.05, 0.08),
+      missing_rate=0.3,
       num_samples=n, train_split="train", eval_split="train"))
   c.model = ml_collections.ConfigDict(dict(name="rcpmod",
                                            archs=((d1, 1024, 1024, 64), (d2, 1024, 1024, 64))))

@@ -63,36 +63,6 @@ def knn_tables(x1: np.ndarray, x2: np.ndarray, present1: np.ndarray, present2: n
 
 
 # --- two-view outlier sets (embedded) -----------------------------------------------------------
-def missing_view_mask(n: int, rate: float, rng: np.random.Generator) -> np.ndarray:
-  """`[n, 2]` presence flags: a fraction `rate` of the samples loses one of its two views (chosen
-  uniformly), every sample keeping at least one (the two-view case of the official `get_mask`)."""
-  present = np.ones((n, 2), bool)
-  lose = rng.permutation(n)[:int(round(rate * n))]
-  present[lose, rng.integers(0, 2, len(lose))] = False
-  return present
-
-
-def inject_outliers(x1: np.ndarray, x2: np.ndarray, labels: np.ndarray, rate: float,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Two-view outliers (views in [0, 1]): half of the `rate * n` outliers are class outliers (pairs
-  of samples of different classes swap their view 2), half attribute outliers (both views replaced
-  by U[0, 1) noise). Returns copies of the views and the `[n]` 0/1 outlier flags."""
-  x1, x2 = x1.copy(), x2.copy()
-  n = len(x1)
-  count = int(round(rate * n))
-  order = rng.permutation(n)
-  flags = np.zeros(n, np.int32)
-  pairs = order[:count // 2 // 2 * 2].reshape(-1, 2)
-  pairs = pairs[labels[pairs[:, 0]] != labels[pairs[:, 1]]]
-  x2[pairs[:, 0]], x2[pairs[:, 1]] = x2[pairs[:, 1]], x2[pairs[:, 0]].copy()
-  flags[pairs.ravel()] = 1
-  noisy = order[count // 2 // 2 * 2:count // 2 // 2 * 2 + count - count // 2 // 2 * 2]
-  x1[noisy] = rng.random((len(noisy), x1.shape[1]))
-  x2[noisy] = rng.random((len(noisy), x2.shape[1]))
-  flags[noisy] = 1
-  return x1, x2, flags
-
-
 def _digits_views() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """scikit-learn digits as two views: the 64 pixels, and 8 row sums + 8 column sums + the 16
   means of 2x2 blocks (each view min-max normalised over the whole matrix, as the official code)."""
@@ -115,9 +85,11 @@ def _generated_views(n: int, classes: int, rng: np.random.Generator):
   return v1, v2, labels
 
 
-def two_view_outlier_arrays(source: str, seed: int, outlier_rate: float, missing_rate: float,
-                            num_samples: int = 600) -> dict[str, np.ndarray]:
-  """The views with injected outliers and missing views (rows of a missing view zeroed)."""
+def two_view_outlier_arrays(source: str, seed: int, rates: tuple[float, float, float],
+                            missing_rate: float, num_samples: int = 600) -> dict[str, np.ndarray]:
+  """The views corrupted by the official protocol (`multiview_outliers.corrupt`; `rates`: class,
+  attribute, class-attribute outliers), rows of a missing view zeroed."""
+  from ml_pipelines.data import multiview_outliers
   rng = np.random.default_rng(seed)
   if source == "digits":
     v1, v2, labels = _digits_views()
@@ -125,11 +97,12 @@ def two_view_outlier_arrays(source: str, seed: int, outlier_rate: float, missing
     v1, v2, labels = _generated_views(num_samples, 6, rng)
   else:
     raise ValueError(f"Unknown two-view source {source!r}; 'digits' or 'generated'.")
-  x1, x2, outlier = inject_outliers(v1, v2, labels, outlier_rate, rng)
-  present = missing_view_mask(len(x1), missing_rate, rng)
+  (x1, x2), present, outlier, _ = multiview_outliers.corrupt(
+      [v1, v2], labels, rng, missing_rate=missing_rate, class_rate=rates[0],
+      attribute_rate=rates[1], attribute_class_rate=rates[2])
   check_views([x1, x2], present)
-  return {"x1": (x1 * present[:, :1]).astype(np.float32),
-          "x2": (x2 * present[:, 1:]).astype(np.float32),
+  present = present.astype(bool)
+  return {"x1": x1.astype(np.float32), "x2": x2.astype(np.float32),
           "present1": present[:, 0], "present2": present[:, 1], "outlier": outlier,
           "label": labels.astype(np.int32)}
 
@@ -143,7 +116,7 @@ def _register():
     trains on)."""
     del split
     arrays = two_view_outlier_arrays(config.source, int(config.get("data_seed", 0)),
-                                     float(config.outlier_rate), float(config.missing_rate),
+                                     tuple(config.outlier_rates), float(config.missing_rate),
                                      int(config.get("num_samples", 600)))
     return data.Dataset(source=data.ArraySource(arrays),
                         element_spec=data.spec_of({k: v[0] for k, v in arrays.items()}),

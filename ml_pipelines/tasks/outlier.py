@@ -88,7 +88,8 @@ class RCPMODTask(Task):
     self.score = t.get("score", "fused")
     if self.score not in ("fused", "attribute", "contrastive"):
       raise ValueError(f"score must be 'fused', 'attribute' or 'contrastive', not {self.score!r}.")
-    self.memory_rows = int(np.ceil(self.memory_ratio * config.batch_size)) if self.memory_size else 0
+    self.memory_rows = (int(np.ceil(self.memory_ratio * config.batch_size)) if self.memory_size
+                        else 0)
 
   # --- data ---------------------------------------------------------------------------------------
   def _arrays(self, env):
