@@ -21,8 +21,8 @@ def small(variant="rcpmod", epochs=6, **task):
   c.model.archs = ((20, 64, 16), (12, 64, 16))
   c.batch_size, c.eval_batch_size = 96, 200
   c.total_steps = epochs * STEPS_PER_EPOCH
-  c.eval_every = c.checkpoint_every = c.total_steps
-  c.log_every = c.total_steps
+  c.eval_every = c.log_every = c.total_steps
+  c.checkpoint_every = 0
   c.task.update(dict(change_knn_epoch=4, change_neg_epoch=2, impute_from=4, neg_rank=10))
   if variant == "rcpmod":
     c.task.update(dict(warmup_max=0.5, w2=0.5))

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -85,18 +86,26 @@ def _generated_views(n: int, classes: int, rng: np.random.Generator):
   return v1, v2, labels
 
 
+@functools.lru_cache(maxsize=4)
 def two_view_outlier_arrays(source: str, seed: int, rates: tuple[float, float, float],
-                            missing_rate: float, num_samples: int = 600) -> dict[str, np.ndarray]:
+                            missing_rate: float, num_samples: int = 600, data_dir: str = "",
+                            views: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
   """The views corrupted by the official protocol (`multiview_outliers.corrupt`; `rates`: class,
-  attribute, class-attribute outliers), rows of a missing view zeroed."""
-  from ml_pipelines.data import multiview_outliers
+  attribute, class-attribute outliers), rows of a missing view zeroed. `source`: `digits`,
+  `generated` or a benchmark of `multiview_mat` read from `data_dir` (`views`: which two)."""
+  from ml_pipelines.data import multiview_mat, multiview_outliers
   rng = np.random.default_rng(seed)
   if source == "digits":
     v1, v2, labels = _digits_views()
   elif source == "generated":
     v1, v2, labels = _generated_views(num_samples, 6, rng)
+  elif source in multiview_mat.FILES:
+    every, labels = multiview_mat.load_views(source, data_dir)
+    a, b = views or multiview_mat.OFFICIAL_VIEWS[source]
+    v1, v2 = every[a], every[b]
   else:
-    raise ValueError(f"Unknown two-view source {source!r}; 'digits' or 'generated'.")
+    raise ValueError(f"Unknown two-view source {source!r}; 'digits', 'generated' or one of "
+                     f"{', '.join(multiview_mat.FILES)}.")
   (x1, x2), present, outlier, _ = multiview_outliers.corrupt(
       [v1, v2], labels, rng, missing_rate=missing_rate, class_rate=rates[0],
       attribute_rate=rates[1], attribute_class_rate=rates[2])
@@ -117,7 +126,9 @@ def _register():
     del split
     arrays = two_view_outlier_arrays(config.source, int(config.get("data_seed", 0)),
                                      tuple(config.outlier_rates), float(config.missing_rate),
-                                     int(config.get("num_samples", 600)))
+                                     int(config.get("num_samples", 600)),
+                                     config.get("data_dir", ""),
+                                     tuple(config.views) if config.get("views") else None)
     return data.Dataset(source=data.ArraySource(arrays),
                         element_spec=data.spec_of({k: v[0] for k, v in arrays.items()}),
                         info={"dims": (arrays["x1"].shape[1], arrays["x2"].shape[1])})
