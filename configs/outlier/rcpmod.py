@@ -67,9 +67,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1})
   c.sharding_rules = ()
   c.data = ml_collections.ConfigDict(dict(
-      name="two_view_outliers", source=dataset, data_dir="data/rcpmod", data_seed=0, outlier_rates=(0.02, 0.05, 0.08),
-      missing_rate=0.3,
-      num_samples=n, train_split="train", eval_split="train"))
+      name="two_view_outliers", source=dataset, data_dir="data/rcpmod", data_seed=0,
+      outlier_rates=(0.02, 0.05, 0.08), missing_rate=0.3, num_samples=n, train_split="train",
+      eval_split="train"))
   c.model = ml_collections.ConfigDict(dict(name="rcpmod", archs=archs))
   c.task = ml_collections.ConfigDict(dict(
       name="rcpmod", k=6, temperature=0.5, w_con=1.0, w_knn=1.0, w2=w2, warmup_max=warmup_max,

@@ -5,7 +5,7 @@
 |---|---|---|---|
 | `scene15` | `Scene-15.mat` | `X` (1 x 3 cell), `Y` | 0, 1 |
 | `landuse21` | `LandUse-21.mat` | `X` (1 x 3 cell, sparse allowed), `Y` | 1, 2 |
-| `caltech101_20`, `caltech101` | `Caltech101-20.mat`, `Caltech101.mat` | `X` (1 x 6 cell), `Y` | 0..5 |
+| `caltech101_20`, `caltech101` | `Caltech101-20.mat` / `Caltech101.mat` | `X` (1 x 6), `Y` | 0..5 |
 | `handwritten` | `handwritten.mat` | `X` (1 x 6 cell), `Y` | 0..5 |
 | `fashion` | `Fashion.mat` | `X1`, `X2`, `X3` ([n, 28, 28] or [n, 784]), `Y` | 0, 1 |
 | `bdgp` | `bdgp.npz` | `n_views`, `view_<i>`, `labels` | 0, 1 |
