@@ -26,22 +26,36 @@ def pairwise_distance(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.linalg.norm(a - b + PAIRWISE_EPS, axis=-1)
 
 
-def _cross_entropies(h_i, h_j, temperature, memory=None):
-  """Per-row `[2B]` cross-entropy of the partner among all other rows (and the memory rows)."""
+def _cross_entropies(h_i, h_j, temperature, memory=None, valid=None, memory_valid=None):
+  """Per-row `[2B]` cross-entropy of the partner among all other rows (and the memory rows).
+
+  `valid [B]` drops pairs (as anchors and as negatives); `memory_valid [M]` drops memory pairs."""
   b = h_i.shape[0]
   h = jnp.concatenate([h_i, h_j])
   sim = h @ h.T / temperature
   positive = jnp.concatenate([jnp.diagonal(sim, b), jnp.diagonal(sim, -b)])
-  others = jnp.where(jnp.eye(2 * b, dtype=bool), -jnp.inf, sim)
+  drop = jnp.eye(2 * b, dtype=bool)
+  if valid is not None:
+    drop = drop | ~jnp.concatenate([valid, valid])[None, :]
+  others = jnp.where(drop, -jnp.inf, sim)
   if memory is not None:
-    others = jnp.concatenate([others, h @ jnp.concatenate(memory).T / temperature], axis=1)
+    mem = h @ jnp.concatenate(memory).T / temperature
+    if memory_valid is not None:
+      mem = jnp.where(jnp.concatenate([memory_valid, memory_valid])[None, :], mem, -jnp.inf)
+    others = jnp.concatenate([others, mem], axis=1)
   return jax.nn.logsumexp(others, axis=1) - positive
 
 
 def nt_xent(h_i: jax.Array, h_j: jax.Array, temperature: float = 0.5,
-            memory: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
-  """NT-Xent over the 2B rows (module docstring); `memory` adds negatives."""
-  return jnp.mean(_cross_entropies(h_i, h_j, temperature, memory))
+            memory: tuple[jax.Array, jax.Array] | None = None, valid: jax.Array | None = None,
+            memory_valid: jax.Array | None = None) -> jax.Array:
+  """NT-Xent over the 2B rows (module docstring); `memory` adds negatives. With `valid`, the mean
+  over the valid pairs only, as the official code's selection of the rows having both views."""
+  ce = _cross_entropies(h_i, h_j, temperature, memory, valid, memory_valid)
+  if valid is None:
+    return jnp.mean(ce)
+  both = jnp.concatenate([valid, valid])
+  return jnp.sum(jnp.where(both, ce, 0.0)) / jnp.maximum(jnp.sum(both), 1)
 
 
 def nt_xent_scores(h_i: jax.Array, h_j: jax.Array, temperature: float = 0.5) -> jax.Array:
@@ -51,13 +65,19 @@ def nt_xent_scores(h_i: jax.Array, h_j: jax.Array, temperature: float = 0.5) -> 
   return (ce[:b] + ce[b:]) / 2
 
 
-def triplet(anchor: jax.Array, positive: jax.Array, negative: jax.Array) -> jax.Array:
+def triplet(anchor: jax.Array, positive: jax.Array, negative: jax.Array,
+            where: jax.Array | None = None) -> jax.Array:
+  """`where [B]`: the rows taking part (the official code selects the samples having the view)."""
   return jnp.mean(jax.nn.relu(pairwise_distance(anchor, positive)
-                              - pairwise_distance(anchor, negative)))
+                              - pairwise_distance(anchor, negative)), where=where)
 
 
-def spreading(x: jax.Array) -> jax.Array:
+def spreading(x: jax.Array, where: jax.Array | None = None) -> jax.Array:
+  """`where [B]`: the rows taking part (n = their count; neighbours among them only)."""
+  n = x.shape[0] if where is None else jnp.sum(where)
   dots = jax.lax.stop_gradient(x @ x.T)
   dots = jnp.where(jnp.eye(x.shape[0], dtype=bool), -1.0, dots)
+  if where is not None:
+    dots = jnp.where(where[None, :], dots, -jnp.inf)
   nearest = jnp.argmax(dots, axis=1)
-  return -jnp.mean(jnp.log(x.shape[0] * pairwise_distance(x, x[nearest])))
+  return -jnp.mean(jnp.log(n * pairwise_distance(x, x[nearest])), where=where)

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -60,3 +61,77 @@ def knn_tables(x1: np.ndarray, x2: np.ndarray, present1: np.ndarray, present2: n
       table[i] = borrowed
     tables.append(table)
   return tables[0], tables[1]
+
+
+# --- two-view outlier sets (embedded) -----------------------------------------------------------
+def _digits_views() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """scikit-learn digits as two views: the 64 pixels, and 8 row sums + 8 column sums + the 16
+  means of 2x2 blocks (each view min-max normalised over the whole matrix, as the official code)."""
+  from ml_pipelines.data import digits
+  images, labels = digits.load()
+  pooled = images.reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(len(images), 16)
+  v2 = np.concatenate([images.sum(2), images.sum(1), pooled], axis=1)
+  v1 = images.reshape(len(images), 64)
+  norm = lambda v: (v - v.min()) / (v.max() - v.min())
+  return norm(v1), norm(v2), labels
+
+
+def _generated_views(n: int, classes: int, rng: np.random.Generator):
+  """Class clusters seen through two random non-linear maps (dims 20 and 12), squashed to [0, 1]."""
+  labels = rng.integers(0, classes, n)
+  centres = rng.normal(size=(classes, 8)) * 2.0
+  latent = centres[labels] + 0.5 * rng.normal(size=(n, 8))
+  v1 = 1 / (1 + np.exp(-np.tanh(latent @ rng.normal(size=(8, 20))) * 2))
+  v2 = 1 / (1 + np.exp(-np.tanh(latent @ rng.normal(size=(8, 12))) * 2))
+  return v1, v2, labels
+
+
+@functools.lru_cache(maxsize=4)
+def two_view_outlier_arrays(source: str, seed: int, rates: tuple[float, float, float],
+                            missing_rate: float, num_samples: int = 600, data_dir: str = "",
+                            views: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+  """The views corrupted by the official protocol (`multiview_outliers.corrupt`; `rates`: class,
+  attribute, class-attribute outliers), rows of a missing view zeroed. `source`: `digits`,
+  `generated` or a benchmark of `multiview_mat` read from `data_dir` (`views`: which two)."""
+  from ml_pipelines.data import multiview_mat, multiview_outliers
+  rng = np.random.default_rng(seed)
+  if source == "digits":
+    v1, v2, labels = _digits_views()
+  elif source == "generated":
+    v1, v2, labels = _generated_views(num_samples, 6, rng)
+  elif source in multiview_mat.FILES:
+    every, labels = multiview_mat.load_views(source, data_dir)
+    a, b = views or multiview_mat.OFFICIAL_VIEWS[source]
+    v1, v2 = every[a], every[b]
+  else:
+    raise ValueError(f"Unknown two-view source {source!r}; 'digits', 'generated' or one of "
+                     f"{', '.join(multiview_mat.FILES)}.")
+  (x1, x2), present, outlier, _ = multiview_outliers.corrupt(
+      [v1, v2], labels, rng, missing_rate=missing_rate, class_rate=rates[0],
+      attribute_rate=rates[1], attribute_class_rate=rates[2])
+  check_views([x1, x2], present)
+  present = present.astype(bool)
+  return {"x1": x1.astype(np.float32), "x2": x2.astype(np.float32),
+          "present1": present[:, 0], "present2": present[:, 1], "outlier": outlier,
+          "label": labels.astype(np.int32)}
+
+
+def _register():
+  from ml_pipelines import data
+
+  @data.register("two_view_outliers")
+  def two_view_outliers(config, split: str) -> data.Dataset:
+    """Transductive: every split is the whole corrupted set (outlier detection scores the data it
+    trains on)."""
+    del split
+    arrays = two_view_outlier_arrays(config.source, int(config.get("data_seed", 0)),
+                                     tuple(config.outlier_rates), float(config.missing_rate),
+                                     int(config.get("num_samples", 600)),
+                                     config.get("data_dir", ""),
+                                     tuple(config.views) if config.get("views") else None)
+    return data.Dataset(source=data.ArraySource(arrays),
+                        element_spec=data.spec_of({k: v[0] for k, v in arrays.items()}),
+                        info={"dims": (arrays["x1"].shape[1], arrays["x2"].shape[1])})
+
+
+_register()
