@@ -252,6 +252,13 @@ def memory(args) -> list[tuple[int, float, float]]:
   return rows
 
 
+def _print_side_by_side(label: str, ours: dict, theirs: dict, digits: int) -> None:
+  """One markdown row per measurement of ours, with the official code's value (NaN if missing)."""
+  print(f"| {label} | ours | official |\n|---|---:|---:|")
+  for k in ours:
+    print(f"| {k} | {ours[k]:.{digits}f} | {theirs.get(k, float('nan')):.{digits}f} |", flush=True)
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--nodes", type=int, default=13752, help="node graph size (Amazon-Computers)")
@@ -273,15 +280,11 @@ def main() -> None:
   if "n2" in parts:
     ours, theirs = n2_ours(args), n2_official(args)
     print(f"\nN² training step (s), {args.nodes}-node graph / {args.graphs} graphs of 10-30 nodes")
-    print("| task | ours | official |\n|---|---:|---:|")
-    for k in ours:
-      print(f"| {k} | {ours[k]:.3f} | {theirs.get(k, float('nan')):.3f} |", flush=True)
+    _print_side_by_side("task", ours, theirs, digits=3)
   if "dpcml" in parts:
     ours, theirs = dpcml_ours(args), dpcml_official(args)
     print(f"\nDPCML2, {args.users} users x {args.items} items, C 5, d 100, batch 256, 10 negatives")
-    print("| metric | ours | official |\n|---|---:|---:|")
-    for k in ours:
-      print(f"| {k} | {ours[k]:.2f} | {theirs.get(k, float('nan')):.2f} |", flush=True)
+    _print_side_by_side("metric", ours, theirs, digits=2)
   if "memory" in parts:
     print(f"\nDPCML train step, {args.mem_users:,} users x {args.mem_items:,} items (C 5, d 100),"
           f" tables sharded by rows: compiled memory per device (GiB)")
