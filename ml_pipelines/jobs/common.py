@@ -43,3 +43,16 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
   return "\n".join(lines)
+
+
+def trained_model(c, state):
+  """The model of config `c` in eval mode with the trained parameters of a final `state`
+  (trainable and frozen parts merged), for drawing what a demo run learnt."""
+  import models
+  from flax import nnx
+  from ml_pipelines.trainer import partition
+  model = models.build(c.model, seed=c.seed)
+  graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+  model = nnx.merge(graphdef, partition.merge(state["params"], state["frozen"]), rest)
+  model.eval()
+  return model

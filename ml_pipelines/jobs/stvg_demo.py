@@ -44,8 +44,7 @@ def draw_tubes(c, state, path: str, videos: int = 4):
   from losses import video as vl
   from ml_pipelines import data
   from ml_pipelines.evaluators import grounding
-  from ml_pipelines.jobs.tmvm_demo import trained_model
-  model = trained_model(c, state)
+  model = common.trained_model(c, state)
   ds = data.get(c.data.name)(c.data, "test")
   ex = [ds.source[i] for i in range(videos)]
   batch = {k: jnp.asarray(np.stack([e[k] for e in ex])) for k in ex[0]}

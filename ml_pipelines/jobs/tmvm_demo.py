@@ -35,17 +35,6 @@ def config_for(variant: str, steps: int, train_size: int, test_size: int):
   return c
 
 
-def trained_model(c, state):
-  import models
-  from flax import nnx
-  from ml_pipelines.trainer import partition
-  model = models.build(c.model, seed=c.seed)
-  graphdef, _, rest = nnx.split(model, nnx.Param, ...)
-  model = nnx.merge(graphdef, partition.merge(state["params"], state["frozen"]), rest)
-  model.eval()
-  return model
-
-
 def draw_attention(c, state, path: str, videos: int = 4):
   """Frames of `videos` test videos and, under them, each prototype's attention per frame."""
   import jax.numpy as jnp
@@ -53,7 +42,7 @@ def draw_attention(c, state, path: str, videos: int = 4):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   from ml_pipelines import data
-  model = trained_model(c, state)
+  model = common.trained_model(c, state)
   ds = data.get(c.data.name)(c.data, "test")
   ex = [ds.source[i] for i in range(videos)]
   video = jnp.asarray(np.stack([e["video"] for e in ex]))
