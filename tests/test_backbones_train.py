@@ -1,6 +1,7 @@
 """Each backbone trains a few steps through the trainer on the embedded digits_rgb (tiny widths,
-bf16 compute, DeiT recipe incl. mixup/cutmix and RandAugment): 8-device fsdp in-process, and single
-device in a fresh process (the device count is fixed at JAX start-up)."""
+bf16 compute, DeiT recipe incl. mixup/cutmix and RandAugment) with 8-device fsdp in-process; the
+single-device path, a mechanism independent of the backbone, is checked once (ViT) in a fresh
+process, since the device count is fixed at JAX start-up."""
 import json
 import os
 import subprocess
@@ -66,25 +67,20 @@ def test_trains_with_fsdp_on_8_devices(name, tmp_path):
 
 
 @pytest.mark.slow
-def test_all_backbones_train_on_one_device(tmp_path):
+def test_trains_on_one_device(tmp_path):
   script = f"""
 import json, sys
 sys.path.insert(0, {ROOT!r}); sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})
 import jax
 jax.config.update("jax_num_cpu_devices", 1)
 jax.config.update("jax_platforms", "cpu")
-from test_backbones_train import small, first_loss, CONFIGS
+from test_backbones_train import small, first_loss
 from ml_pipelines import train
-out = {{}}
-for name in CONFIGS:
-  r = train.train_and_evaluate(small(name), {str(tmp_path)!r} + "/" + name)
-  out[name] = [len(jax.devices()), first_loss({str(tmp_path)!r} + "/" + name)]
-print("RESULT" + json.dumps(out))
+train.train_and_evaluate(small("vit"), {str(tmp_path)!r})
+print("RESULT" + json.dumps([len(jax.devices()), first_loss({str(tmp_path)!r})]))
 """
   proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
                         timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  out = json.loads(proc.stdout.split("RESULT")[-1])
-  for name in CONFIGS:
-    devices, loss = out[name]
-    assert devices == 1 and abs(loss - np.log(10)) < TOLERANCE, (name, out[name])
+  devices, loss = json.loads(proc.stdout.split("RESULT")[-1])
+  assert devices == 1 and abs(loss - np.log(10)) < TOLERANCE, (devices, loss)
