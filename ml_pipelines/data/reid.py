@@ -17,9 +17,9 @@ probability 1/2, the channel exchange, on the infrared image random erasing and 
 
 Registered: `two_spectrum` (embedded synthetic identities, see `render_identities`),
 `sysu_mm01`, `regdb` (the official directory layouts, `data_dir`; body-shape maps from `shape_dir`
-with the same relative paths as PNG, e.g. SCHP parsings summed over head, torso and limbs; the
-authors distribute theirs as .npy arrays in the pre-processed layout, which would need writing out
-as such PNGs first). Evaluation examples also carry `query` (1 for the query side).
+with the same relative paths as PNG: SCHP parsings summed over head, torso and limbs, written by
+`python -m ml_pipelines.prep.reid_shape_maps`; the authors distribute theirs as .npy arrays in the
+pre-processed layout, which would need writing out as such PNGs first). Evaluation examples also carry `query` (1 for the query side).
 An identity present in one modality only fails with its id named.
 """
 from __future__ import annotations
