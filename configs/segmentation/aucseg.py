@@ -18,8 +18,10 @@ warm-up steps; whole-image testing, sliding 1024 windows at stride 768 on Citysc
 Differences: the model is our ResNet-50 + SegFormer all-MLP head (not SegNeXt-L's MSCAN-L +
 LightHamHead; ImageNet weights through `init_from`, converter `torchvision_resnet` with the
 `backbone/` prefix not yet mapped: trains from scratch unless a converted file is given); the
-schedule is cosine (the official poly-1 decay is not among the trainer's schedules) and the head's
-x10 learning rate is not applied.
+schedule is cosine (the official poly-1 decay is not among the trainer's schedules). The decode
+head trains at x10 the rate (mmseg `paramwise_cfg` `head: lr_mult=10`, as
+`optimizer.param_groups["head"]` with `group_optimizers`; AdamW's decoupled decay scales with it as
+in PyTorch); the embedded `digits` run keeps one rate, as its demo table was made.
 """
 import ml_collections
 
@@ -78,6 +80,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       name="adamw", learning_rate=3e-3 if demo else 6e-5, b1=0.9, b2=0.999, schedule="cosine",
       warmup_steps=20 if demo else 1500, weight_decay=0.01, weight_decay_mask="kernel$",
       clip_grad_norm=0.0, transforms=()))
+  if not demo:
+    c.optimizer.param_groups = {"head": r"^head/"}
+    c.optimizer.group_optimizers = {"head": {"learning_rate": 10 * c.optimizer.learning_rate}}
   return c
 
 
