@@ -12,10 +12,12 @@ The output logits `[B, H/s, W/s, K]` are at the resolution of the first used sta
 ResNet stage 1); tasks resize them to the label size (bilinear), as mmseg's decode-head loss does.
 The backbone is any registered model with `stage_features(x) -> [X_1, ..., X_4]` and
 `stage_channels` (the ResNets), built with `num_classes=None`; its parameters live under
-`backbone/`.
+`backbone/`. ImageNet weights of a torchvision / timm ResNet load into it with the converter
+`torchvision_resnet_segmenter` (`init_from.skip = "^head/"` for the new decoder).
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -23,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import models
+from models import convert
 from models._vision_layers import batch_norm, conv
 
 
@@ -74,3 +77,12 @@ class Segmenter(nnx.Module):
 
 
 models.register("segmenter", Segmenter)
+
+
+@convert.register("torchvision_resnet_segmenter")
+class TorchVisionBackbone(convert.TorchResNet):
+  """torchvision / timm ResNet weights into the segmenter's `backbone/` (the file's `fc` unused)."""
+  ignore = re.compile(r"num_batches_tracked$|^fc\.")
+
+  def keys(self, path):
+    return super().keys(path.removeprefix("backbone/"))

@@ -16,9 +16,11 @@ gradient clipping 11, 120 epochs, EMA rates by epoch; the code's two learning ra
 0.1 for the classifiers, BNNecks and projections P, P_s (`optimizer.param_groups["heads"]` with
 `group_optimizers`), 0.01 for the stems and the shared ResNet; 10 warm-up epochs, then x0.1 at
 epochs 20 and 85. Differences: the warm-up is linear per step (the code's is per epoch), gradient
-clipping acts per group (the norm of each group's gradient, not of all of them together); ImageNet
-weights through `init_from` (`converter="torchvision_resnet_sgiel"`, file not downloadable here, so
-the default starts from scratch). The embedded `synthetic` run keeps one rate (0.05, cosine) for
+clipping acts per group (the norm of each group's gradient, not of all of them together). ImageNet
+weights through `init_from` (converter `torchvision_resnet_sgiel`: both stems and every BN copy
+from torchvision's, the infrared / shape copies' running statistics left at their defaults as the
+code's `init_bn`): give `resnet50-19c8e357.pth` with `--config.init_from.path=FILE`, else the run
+starts from scratch. The embedded `synthetic` run keeps one rate (0.05, cosine) for
 every parameter, as its demo table was made.
 """
 import ml_collections
@@ -36,6 +38,8 @@ DATASETS = {  # name: (data block, ids, image (H, W), steps per epoch, epochs)
 }
 # the layers the code trains at the full rate: classifiers, BNNecks, shape projections
 HEADS = r"^(classifier|bottleneck|proj)"
+# not in an ImageNet ResNet: those layers, and the running statistics of the infrared / shape BNs
+IMAGENET_SKIP = HEADS + r"|(_ir|_shape)/(mean|var)$"
 SWITCHES = {"sysu": {"search_mode": ("all", "indoor")},
             "regdb": {"trial": tuple(str(t) for t in range(1, 11)), "direction": ("t2v", "v2t")}}
 
@@ -81,6 +85,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       warmup_steps=20, weight_decay=5e-4, weight_decay_mask="kernel$|proj", clip_grad_norm=11.0,
       transforms=()))
   if not demo:
+    c.init_from = ml_collections.ConfigDict(dict(
+        path="", converter="torchvision_resnet_sgiel", skip=IMAGENET_SKIP))
     c.optimizer.update(
         learning_rate=0.01, schedule="step", warmup_steps=10 * steps_per_epoch,
         decay_boundaries=(20 / epochs, 85 / epochs), decay_factor=0.1,

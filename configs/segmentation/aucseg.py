@@ -16,8 +16,9 @@ bank memory 5 with the official tail lists, p_sample / p_resize 0.05 / 0.4 (ADE2
 iterations; AdamW lr 6e-5, betas (0.9, 0.999), weight decay 0.01 (not on norms and biases), 1500
 warm-up steps; whole-image testing, sliding 1024 windows at stride 768 on Cityscapes.
 Differences: the model is our ResNet-50 + SegFormer all-MLP head (not SegNeXt-L's MSCAN-L +
-LightHamHead; ImageNet weights through `init_from`, converter `torchvision_resnet` with the
-`backbone/` prefix not yet mapped: trains from scratch unless a converted file is given); the
+LightHamHead; ImageNet weights through `init_from`, converter `torchvision_resnet_segmenter`, skip
+`^head/`: give torchvision's `resnet50-19c8e357.pth` with `--config.init_from.path=FILE`, else
+the run starts from scratch); the
 schedule is cosine (the official poly-1 decay is not among the trainer's schedules). The decode
 head trains at x10 the rate (mmseg `paramwise_cfg` `head: lr_mult=10`, as
 `optimizer.param_groups["head"]` with `group_optimizers`; AdamW's decoupled decay scales with it as
@@ -81,6 +82,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       warmup_steps=20 if demo else 1500, weight_decay=0.01, weight_decay_mask="kernel$",
       clip_grad_norm=0.0, transforms=()))
   if not demo:
+    c.init_from = ml_collections.ConfigDict(dict(
+        path="", converter="torchvision_resnet_segmenter", skip=r"^head/"))
     c.optimizer.param_groups = {"head": r"^head/"}
     c.optimizer.group_optimizers = {"head": {"learning_rate": 10 * c.optimizer.learning_rate}}
   return c
