@@ -6,9 +6,11 @@ cross-entropy + pixel-level AUC loss + T-Memory Bank on an encoder-decoder segme
     python -m ml_pipelines.train --config=configs/segmentation/aucseg.py:ade20k \
         --workdir=workdirs/aucseg_ade --config.data.data_dir=data/ADEChallengeData2016
 
-Argument `dataset[,variant]`: dataset `digits` (embedded long-tailed digit scenes, CPU-sized),
-`ade20k`, `cityscapes`, `coco_stuff164k` (see `ml_pipelines/data/segmentation.py` for the layouts);
-variant `ce` (cross-entropy only), `auc` (CE + AUC loss) or `aucseg` (CE + AUC + bank, default).
+Argument `dataset[,variant][,ham]`: dataset `digits` (embedded long-tailed digit scenes,
+CPU-sized), `ade20k`, `cityscapes`, `coco_stuff164k` (see `ml_pipelines/data/segmentation.py` for
+the layouts); variant `ce` (cross-entropy only), `auc` (CE + AUC loss) or `aucseg` (CE + AUC +
+bank, default); `ham`: SegNeXt's LightHamHead decoder (NMF Hamburger on stages 2-4, SegNeXt-L's
+1024 channels, rank 16, GroupNorm 32) instead of the SegFormer all-MLP head.
 
 Official settings kept: AUC weight 4 (ADE20K) / 1 (Cityscapes, COCO-Stuff), square surrogate, ovo;
 bank memory 5 with the official tail lists, p_sample / p_resize 0.05 / 0.4 (ADE20K), 1 / 1
@@ -46,9 +48,10 @@ VARIANTS = ("ce", "auc", "aucseg")
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   parts = (arg or "digits").split(",")
   dataset, variant = parts[0], parts[1] if len(parts) > 1 else "aucseg"
-  if dataset not in DATASETS or variant not in VARIANTS:
-    raise ValueError(f"aucseg config: dataset in {sorted(DATASETS)}, variant in {VARIANTS}; got "
-                     f"{arg!r}")
+  ham = parts[2:] == ["ham"]
+  if dataset not in DATASETS or variant not in VARIANTS or parts[2:] not in ([], ["ham"]):
+    raise ValueError(f"aucseg config: dataset in {sorted(DATASETS)}, variant in {VARIANTS}, then "
+                     f"optionally 'ham'; got {arg!r}")
   data, classes, crop, batch, steps, auc_weight, inference = DATASETS[dataset]
   demo = dataset == "digits"
   c = ml_collections.ConfigDict()
@@ -67,6 +70,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       name="segmenter", backbone=backbone, num_classes=classes, channels=64 if demo else 256,
       in_index=(0, 1, 2, 3), dropout=0.1))
+  if ham:
+    channels = 64 if demo else 1024
+    c.model.update(head="ham", in_index=(1, 2, 3), channels=channels,
+                   ham=dict(ham_channels=channels, rank=16, num_groups=32))
   c.task = ml_collections.ConfigDict(dict(
       name="segmentation", auc_weight=0.0 if variant == "ce" else auc_weight,
       auc_surrogate="square", auc_transform="ovo", inference=inference,
