@@ -100,6 +100,8 @@ def test_sysu_mean_over_trials_equals_brute_force(tmp_path):
                                [r1, m_ap, m_inp], atol=1e-12)
   np.testing.assert_allclose([out["mean"][k] for k in ("rank-1", "mAP", "mINP")],
                              np.mean(ref, axis=0), atol=1e-12)
+  np.testing.assert_allclose([out["std"][k] for k in ("rank-1", "mAP", "mINP")],
+                             np.std(ref, axis=0), atol=1e-12)
   assert len({round(m["mAP"], 9) for m in out["trials"]}) > 1  # the trials' galleries differ
 
 
@@ -152,7 +154,7 @@ def test_regdb_lists_and_directions(tmp_path):
 
 def test_regdb_split_switch_and_mean_over_split_runs(tmp_path):
   """`regdb,trial=t,direction=d` selects the split and direction; `jobs.reid_trials` averages the
-  last evaluation of each split's run (per-gallery-trial keys left out) and refuses unknown
+  last evaluation of each split's run (gallery-trial spreads left out) and refuses unknown
   switches."""
   from ml_pipelines.jobs import reid_trials
   from ml_pipelines.trainer import config as config_lib
@@ -166,7 +168,7 @@ def test_regdb_split_switch_and_mean_over_split_runs(tmp_path):
     os.makedirs(tmp_path / str(k))
     rows = [{"step": 5, "train/loss": 1.0},
             {"step": 10, "eval/rank-1": 0.1, "eval/mAP": 0.1},
-            {"step": 20, "eval/rank-1": r1, "eval/mAP": m_ap, "eval/trial0/mAP": 9.0}]
+            {"step": 20, "eval/rank-1": r1, "eval/mAP": m_ap, "eval/mAP_std": 9.0}]
     (tmp_path / str(k) / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
   per_run, mean = reid_trials.summary([str(tmp_path / str(k)) for k in range(3)])
   assert per_run[1] == {"rank-1": 0.7, "mAP": 0.45}

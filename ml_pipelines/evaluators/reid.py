@@ -110,7 +110,8 @@ def trial_galleries(bits) -> list[np.ndarray]:
 
 def reid_metrics_trials(distmat, q_pids, g_pids, galleries: Sequence, q_cams=None, g_cams=None,
                         protocol: str = "standard", ranks: Sequence[int] = (1, 5, 10, 20)) -> dict:
-  """``{"mean": {metric: mean over trials}, "trials": [reid_metrics of each trial]}``: trial t ranks
+  """``{"mean": {metric: mean over trials}, "std": {metric: its standard deviation over trials},
+  "trials": [reid_metrics of each trial]}``: trial t ranks
   only the gallery columns ``galleries[t]`` (an index array or a boolean mask over ``g_pids``) of
   ``distmat [Q, G]``; arguments otherwise as ``reid_metrics``."""
   distmat, g_pids = np.asarray(distmat), np.asarray(g_pids)
@@ -120,4 +121,5 @@ def reid_metrics_trials(distmat, q_pids, g_pids, galleries: Sequence, q_cams=Non
     cams = (None, None) if g_cams is None else (q_cams, np.asarray(g_cams)[cols])
     per_trial.append(reid_metrics(distmat[:, cols], q_pids, g_pids[cols], *cams,
                                   protocol=protocol, ranks=ranks))
-  return {"mean": mean_over_trials(per_trial), "trials": per_trial}
+  std = {k: float(np.std([m[k] for m in per_trial])) for k in per_trial[0]}
+  return {"mean": mean_over_trials(per_trial), "std": std, "trials": per_trial}

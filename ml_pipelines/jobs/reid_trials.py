@@ -4,7 +4,8 @@ random train/test splits, each trained on its own (`configs/reid/sgiel.py:regdb,
     python -m ml_pipelines.jobs.reid_trials /tmp/sgiel_regdb_{1..10}
 
 Reads each workdir's `metrics.jsonl`, takes its last evaluation (`eval/...` keys without the
-per-gallery-trial ones), prints one row per run and their mean (`evaluators.reid.mean_over_trials`).
+gallery trials' `_std` spreads), prints one row per run and their mean
+(`evaluators.reid.mean_over_trials`).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def last_evaluation(workdir: str) -> dict[str, float]:
   with open(path) as f:
     rows = [json.loads(line) for line in f if line.strip()]
   evals = [{k[len("eval/"):]: v for k, v in r.items()
-            if k.startswith("eval/") and not k.startswith("eval/trial")} for r in rows]
+            if k.startswith("eval/") and not k.endswith("_std")} for r in rows]
   evals = [e for e in evals if e]
   if not evals:
     raise ValueError(f"{path} holds no evaluation")

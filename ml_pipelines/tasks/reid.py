@@ -247,7 +247,7 @@ class SGIEL(Task):
 
   def evaluate(self, env, state):
     """Metrics averaged over the eval split's gallery trials (bit t of `gallery_trials`: SYSU-MM01's
-    10 random galleries); with several trials also each trial's as `trial<t>/<metric>`."""
+    10 random galleries); with several trials also their spread over trials as `<metric>_std`."""
     out = env.predict(state, self.embed, split=self.config.data.eval_split)
     query, gallery = out["query"] == 1, out["query"] == 0
     f = out["feature"]
@@ -260,5 +260,4 @@ class SGIEL(Task):
                                         ranks=(1, 10, 20))
     if len(galleries) == 1:
       return res["mean"]
-    return {**res["mean"], **{f"trial{t}/{k}": v for t, m in enumerate(res["trials"])
-                              for k, v in m.items()}}
+    return {**res["mean"], **{f"{k}_std": v for k, v in res["std"].items()}}
