@@ -173,3 +173,31 @@ def test_regdb_split_switch_and_mean_over_split_runs(tmp_path):
   per_run, mean = reid_trials.summary([str(tmp_path / str(k)) for k in range(3)])
   assert per_run[1] == {"rank-1": 0.7, "mAP": 0.45}
   np.testing.assert_allclose([mean["rank-1"], mean["mAP"]], np.mean(values, axis=0))
+
+
+def test_sgiel_evaluate_averages_the_gallery_trials():
+  """`SGIEL.evaluate` on predictions with trial bitmasks: the mean and spread over the trials of
+  `reid_metrics` on each trial's gallery (cosine distance, SYSU camera rules)."""
+  from ml_pipelines.evaluators import reid as reid_eval
+  from ml_pipelines.tasks import reid as reid_task
+  rng = np.random.default_rng(0)
+  f = rng.standard_normal((14, 3))
+  out = {"feature": f / np.linalg.norm(f, axis=1, keepdims=True),
+         "label": np.array([0, 0, 1, 1, 2, 2, 0, 1, 2, 0, 1, 2, 0, 1]),
+         "camera": np.array([1, 2, 1, 2, 1, 2, 4, 4, 5, 3, 3, 3, 6, 6]),
+         "query": np.array([0] * 9 + [1] * 5),
+         "gallery_trials": np.array([1, 2, 3, 2, 1, 2, 2, 1, 3] + [0] * 5)}
+  env = type("Env", (), {"predict": lambda self, state, fn, split: out})()
+  config = ml_collections.ConfigDict(dict(task=dict(name="sgiel", protocol="sysu"),
+                                          data=dict(eval_split="test")))
+  got = reid_task.SGIEL(config).evaluate(env, None)
+  q, g = out["query"] == 1, out["query"] == 0
+  dist = -out["feature"][q] @ out["feature"][g].T
+  per = [reid_eval.reid_metrics(dist[:, m], out["label"][q], out["label"][g][m],
+                                out["camera"][q], out["camera"][g][m], protocol="sysu",
+                                ranks=(1, 10, 20))
+         for m in ((out["gallery_trials"][g] & 1) > 0, (out["gallery_trials"][g] & 2) > 0)]
+  for k in ("rank-1", "mAP", "mINP"):
+    assert got[k] == pytest.approx((per[0][k] + per[1][k]) / 2)
+    assert got[k + "_std"] == pytest.approx(abs(per[0][k] - per[1][k]) / 2)
+  assert got["mAP_std"] > 0  # the two galleries rank differently
