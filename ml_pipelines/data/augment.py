@@ -356,3 +356,53 @@ def photometric(ex: dict, rng: np.random.Generator, brightness: float = 32,
   if rng.random() < 0.5:
     img = _blend(img, _gray(img), rng.uniform(*saturation))
   return {**ex, "image": img}
+
+
+# --- channel-level augmentations of visible-infrared re-ID (normalised float images) ----------
+# Random draws map one-to-one onto the Python `random` calls of the reference code:
+# `random.uniform(a, b)` -> `rng.uniform(a, b)`, `random.randint(a, b)` -> `rng.integers(a, b + 1)`.
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+
+
+def random_erasing(img: np.ndarray, rng: np.random.Generator, p: float = 0.5,
+                   area=(0.02, 0.4), min_aspect: float = 0.3, fill=CIFAR_MEAN) -> np.ndarray:
+  """Random erasing (Zhong et al., AAAI 2020, arXiv 1708.04896, Alg. 1) as in SGIEL's
+  `ChannelRandomErasing` (jiawei151/SGIEL_VIReID `ChannelAug.py`) on an [H, W, C] image: with
+  probability `p`, up to 100 attempts of a target area `U(area) * H * W` and an aspect ratio
+  `U(min_aspect, 1 / min_aspect)`, h = round(sqrt(area * aspect)), w = round(sqrt(area / aspect));
+  the first attempt with h < H and w < W fills a uniformly placed h x w rectangle with `fill`
+  (per channel; the code applies it after normalisation, so the values are normalised ones)."""
+  if rng.uniform(0, 1) > p:
+    return img
+  h_img, w_img = img.shape[:2]
+  for _ in range(100):
+    target = rng.uniform(*area) * h_img * w_img
+    aspect = rng.uniform(min_aspect, 1 / min_aspect)
+    h, w = int(round(np.sqrt(target * aspect))), int(round(np.sqrt(target / aspect)))
+    if w < w_img and h < h_img:
+      y0, x0 = int(rng.integers(0, h_img - h + 1)), int(rng.integers(0, w_img - w + 1))
+      out = np.array(img, copy=True)
+      out[y0:y0 + h, x0:x0 + w] = np.asarray(fill, img.dtype)[:img.shape[-1]]
+      return out
+  return img
+
+
+def channel_exchange(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """SGIEL's `ChannelExchange(gray=2)` (`data_loader.py`): one of the three channels, uniformly,
+  copied to all three."""
+  c = int(rng.integers(0, 3))
+  return np.repeat(img[..., c:c + 1], 3, axis=-1)
+
+
+def channel_adapt_gray(img: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
+  """`ChannelAdapGray` (Ye et al., "Channel Augmented Joint Learning for Visible-Infrared
+  Recognition", ICCV 2021; SGIEL's `ChannelAug.py`): uniformly one of four cases: channel R, G or B
+  copied to all three, or, with probability `p` within the fourth, the luma
+  0.2989 R + 0.587 G + 0.114 B in all three (else unchanged)."""
+  c = int(rng.integers(0, 4))
+  if c < 3:
+    return np.repeat(img[..., c:c + 1], 3, axis=-1)
+  if rng.uniform(0, 1) > p:
+    return img
+  luma = 0.2989 * img[..., 0] + 0.5870 * img[..., 1] + 0.1140 * img[..., 2]
+  return np.repeat(luma[..., None], 3, axis=-1).astype(img.dtype)

@@ -5,17 +5,21 @@ drawn by the example's generator (the code's sampler pairs the two modalities by
 per identity and modality, with replacement), and both come with their body-shape maps:
 `{image_vis, image_ir, shape_vis, shape_ir [H, W, 3] float32, label}`. With the `pk` sampler
 (`k` = 4) a batch is the code's P identities x 4 pairs. Evaluation examples are every test image:
-`{image, label, modality (0 visible, 1 infrared), camera}`; the task ranks the visible gallery for
-each infrared query.
+`{image, label, modality (0 visible, 1 infrared), camera, query, gallery_trials}`; the task ranks
+the gallery for each query, once per gallery trial: bit t of `gallery_trials` marks the images of
+trial t's gallery (SYSU-MM01's 10 random single-shot galleries; one trial elsewhere).
 
-Train augmentation (the code's `data_loader.py` / `ChannelAug.py`, reduced): pad 10 + random crop +
-horizontal flip for images and, drawn independently, for shape maps; ImageNet normalisation.
+Train augmentation (the code's `data_loader.py` / `ChannelAug.py`): pad 10 + random crop +
+horizontal flip for images and, drawn independently, for shape maps; ImageNet normalisation; then,
+with `channel_augment` (default on), on the normalised visible image random erasing and, with
+probability 1/2, the channel exchange, on the infrared image random erasing and `ChannelAdapGray`
+(`augment_visible`, `augment_infrared`). Shape maps get no erasing or channel change.
 
 Registered: `two_spectrum` (embedded synthetic identities, see `render_identities`),
 `sysu_mm01`, `regdb` (the official directory layouts, `data_dir`; body-shape maps from `shape_dir`
-with the same relative paths as PNG, e.g. SCHP parsings summed over head, torso and limbs; the
-authors distribute theirs as .npy arrays in the pre-processed layout, which would need writing out
-as such PNGs first). Evaluation examples also carry `query` (1 for the query side).
+with the same relative paths as PNG: SCHP parsings summed over head, torso and limbs, written by
+`python -m ml_pipelines.prep.reid_shape_maps`; the authors distribute theirs as .npy arrays in the
+pre-processed layout, which would need writing out as such PNGs first). Evaluation examples also carry `query` (1 for the query side).
 An identity present in one modality only fails with its id named.
 """
 from __future__ import annotations
@@ -25,6 +29,7 @@ import os
 import numpy as np
 
 from ml_pipelines import data
+from ml_pipelines.data import augment
 from ml_pipelines.data.imagenet import MEAN, STD
 
 
@@ -47,6 +52,20 @@ def _pad_crop_flip(img, rng, pad: int = 10):
   y, x = rng.integers(0, 2 * pad + 1, size=2)
   out = p[y:y + h, x:x + w]
   return out[:, ::-1] if rng.random() < 0.5 else out
+
+
+def augment_visible(img, rng):
+  """The code's visible transform after normalisation: it first picks `transform_color`
+  (probability 1/2: random erasing) or `transform_color1` (random erasing, then the channel
+  exchange)."""
+  exchange = rng.uniform(0, 1) <= 0.5
+  img = augment.random_erasing(img, rng)
+  return augment.channel_exchange(img, rng) if exchange else img
+
+
+def augment_infrared(img, rng):
+  """The code's infrared transform after normalisation: random erasing, then `ChannelAdapGray`."""
+  return augment.channel_adapt_gray(augment.random_erasing(img, rng), rng)
 
 
 class PairedSource:
@@ -75,18 +94,21 @@ class ArrayTable(data.ArraySource):
     return self.arrays["label"]
 
 
-def paired_dataset(vis, ir, test, split: str, where: str) -> data.Dataset:
+def paired_dataset(vis, ir, test, split: str, where: str,
+                   channel_augment: bool = True) -> data.Dataset:
   """Train: `PairedSource` over the `vis` / `ir` tables (`image`, `shape`, `label`); other splits:
-  the `test` table (`image`, `label`, `modality`, `camera`, `query`)."""
+  the `test` table (`image`, `label`, `modality`, `camera`, `query`, `gallery_trials`)."""
   if split == "train":
     check_modalities(vis.labels, ir.labels, where)
     source = PairedSource(vis, ir)
     hw = np.shape(vis[0]["image"])[:2]
+    keep = lambda img, rng: img  # noqa: E731
+    aug_vis, aug_ir = (augment_visible, augment_infrared) if channel_augment else (keep, keep)
 
     def train(ex, rng):
       partner = source.pair(ex, rng)
-      return {"image_vis": normalise(_pad_crop_flip(ex["image"], rng)),
-              "image_ir": normalise(_pad_crop_flip(partner["image"], rng)),
+      return {"image_vis": aug_vis(normalise(_pad_crop_flip(ex["image"], rng)), rng),
+              "image_ir": aug_ir(normalise(_pad_crop_flip(partner["image"], rng)), rng),
               "shape_vis": normalise(_pad_crop_flip(ex["shape"], rng)),
               "shape_ir": normalise(_pad_crop_flip(partner["shape"], rng)),
               "label": np.int32(ex["label"])}
@@ -96,7 +118,7 @@ def paired_dataset(vis, ir, test, split: str, where: str) -> data.Dataset:
     return data.Dataset(source, spec, preprocess=train,
                         info={"num_classes": int(vis.labels.max()) + 1})
   hw = np.shape(test[0]["image"])[:2]
-  fields = ("label", "modality", "camera", "query")
+  fields = ("label", "modality", "camera", "query", "gallery_trials")
 
   def evaluate(ex):
     return {"image": normalise(ex["image"]), **{k: np.int32(ex[k]) for k in fields}}
@@ -173,13 +195,13 @@ def two_spectrum(config, split: str) -> data.Dataset:
   if split == "train":
     d = render_identities(n_train, per, seed=0)
     return paired_dataset(ArrayTable(d["vis"]), ArrayTable(d["ir"]), None, split,
-                          "two_spectrum")
+                          "two_spectrum", bool(config.get("channel_augment", True)))
   d = render_identities(n_test, per, seed=1, id_offset=n_train)
   nv, ni = len(d["vis"]["label"]), len(d["ir"]["label"])
   test = {"image": np.concatenate([d["vis"]["image"], d["ir"]["image"]]),
           "label": np.concatenate([d["vis"]["label"], d["ir"]["label"]]),
           "modality": np.repeat([0, 1], [nv, ni]), "camera": np.repeat([1, 2], [nv, ni]),
-          "query": np.repeat([0, 1], [nv, ni])}
+          "query": np.repeat([0, 1], [nv, ni]), "gallery_trials": np.repeat([1, 0], [nv, ni])}
   return paired_dataset(None, None, ArrayTable(test), split, "two_spectrum")
 
 
@@ -254,13 +276,26 @@ def sysu_gallery(groups, trial: int, shots: int = 1):
   return out
 
 
+def sysu_gallery_trials(groups, trials: int, shots: int = 1):
+  """The galleries of trials 0..trials-1 (`sysu_gallery`) as one list: every file drawn by some
+  trial once, in the groups' order, with the bitmask of the trials that drew it. Trial t's gallery
+  is the files with bit t set, in the code's order (single-shot; a multi-shot draw's order within a
+  group is the file order instead of the draw order, which only matters for tied distances)."""
+  masks = {}
+  for t in range(trials):
+    for f in sysu_gallery(groups, t, shots):
+      masks[f] = masks.get(f, 0) | 1 << t
+  return [(*f, masks[f]) for files in groups for f in files if f in masks]
+
+
 @data.register("sysu_mm01")
 def sysu_mm01(config, split: str) -> data.Dataset:
   """SYSU-MM01 (`data_dir`: `cam{1..6}/<id:04d>/*.jpg`, `exp/{train,val,test}_id.txt`;
   `shape_dir`: the body-shape maps with the same relative paths). Train: the train + val ids
   (relabelled 0..394), visible cameras 1, 2, 4, 5, infrared 3, 6. Test: infrared queries of the
   test ids, gallery per `search_mode` ("all": cameras 1, 2, 4, 5; "indoor": 1, 2), `gallery_shots`
-  (1 or 10) and `trial` (the code's `random.seed(trial)`)."""
+  (1 or 10) and `trials` (10: the standard protocol's galleries drawn with the code's
+  `random.seed(trial)` for trial 0..trials-1; the task averages the metrics over them)."""
   root, hw = config.data_dir, tuple(config.get("image_size", IMAGE_HW))
   if split == "train":
     ids = sorted(_sysu_ids(root, "train_id.txt") + _sysu_ids(root, "val_id.txt"))
@@ -272,24 +307,26 @@ def sysu_mm01(config, split: str) -> data.Dataset:
               for group in _sysu_files(root, ids, cameras) for p, pid, _ in group]
       return FileTable(rows, hw, shape_dir, root)
     return paired_dataset(table(SYSU_VISIBLE), table(SYSU_INFRARED), None, split,
-                          f"SYSU-MM01 at {root}")
+                          f"SYSU-MM01 at {root}", bool(config.get("channel_augment", True)))
   ids = _sysu_ids(root, "test_id.txt")
   mode = config.get("search_mode", "all")
   cams = {"all": SYSU_VISIBLE, "indoor": (1, 2)}[mode]
-  gallery = sysu_gallery(_sysu_files(root, ids, cams), int(config.get("trial", 0)),
-                         int(config.get("gallery_shots", 1)))
+  gallery = sysu_gallery_trials(_sysu_files(root, ids, cams), int(config.get("trials", 10)),
+                                int(config.get("gallery_shots", 1)))
   query = [f for group in _sysu_files(root, ids, SYSU_INFRARED) for f in group]
-  rows = ([{"path": p, "label": pid, "camera": cam, "modality": 0, "query": 0}
-           for p, pid, cam in gallery]
-          + [{"path": p, "label": pid, "camera": cam, "modality": 1, "query": 1}
-             for p, pid, cam in query])
+  rows = ([{"path": p, "label": pid, "camera": cam, "modality": 0, "query": 0,
+            "gallery_trials": mask} for p, pid, cam, mask in gallery]
+          + [{"path": p, "label": pid, "camera": cam, "modality": 1, "query": 1,
+              "gallery_trials": 0} for p, pid, cam in query])
   return paired_dataset(None, None, FileTable(rows, hw), split, f"SYSU-MM01 at {root}")
 
 
 @data.register("regdb")
 def regdb(config, split: str) -> data.Dataset:
   """RegDB (`data_dir` with `idx/{train,test}_{visible,thermal}_<trial>.txt`, lines
-  "<relative path> <label>", as the code reads them; `shape_dir` mirrors the images). Test:
+  "<relative path> <label>", as the code reads them; `shape_dir` mirrors the images). `trial`
+  (1..10) picks one of the 10 standard random train/test splits: each split trains its own model
+  (the protocol's figure is the mean over the 10 runs, `ml_pipelines.jobs.reid_trials`). Test:
   `direction` "t2v" (thermal queries, visible gallery; default) or "v2t"."""
   root, hw, trial = config.data_dir, tuple(config.get("image_size", IMAGE_HW)), config.get(
       "trial", 1)
@@ -313,7 +350,8 @@ def regdb(config, split: str) -> data.Dataset:
     strip = lambda rows: [{k: r[k] for k in ("path", "shape_path", "label")} for r in rows]  # noqa
     return paired_dataset(FileTable(strip(vis), hw, config.shape_dir, root),
                           FileTable(strip(th), hw, config.shape_dir, root), None, split,
-                          f"RegDB at {root}")
+                          f"RegDB at {root}", bool(config.get("channel_augment", True)))
   query_modality = 1 if config.get("direction", "t2v") == "t2v" else 0
-  rows = [{**r, "query": int(r["modality"] == query_modality)} for r in vis + th]
+  rows = [{**r, "query": int(r["modality"] == query_modality),
+           "gallery_trials": int(r["modality"] != query_modality)} for r in vis + th]
   return paired_dataset(None, None, FileTable(rows, hw), split, f"RegDB at {root}")

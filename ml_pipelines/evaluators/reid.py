@@ -92,3 +92,34 @@ def reid_metrics(distmat, q_pids, g_pids, q_cams=None, g_cams=None, protocol: st
   out = {f"rank-{k}": float(np.mean(first_ranks <= k)) for k in ranks}
   out.update({"mAP": float(np.concatenate(aps).mean()), "mINP": float(np.concatenate(inps).mean())})
   return out
+
+
+def mean_over_trials(per_trial: Sequence[dict[str, float]]) -> dict[str, float]:
+  """The protocols' reported figure: each metric averaged over the trials (SGIEL's ``testy.py`` sums
+  the CMC curves and mAPs of its 10 SYSU-MM01 gallery trials and divides by 10; RegDB's figure is
+  the mean over its 10 train/test splits)."""
+  return {k: float(np.mean([m[k] for m in per_trial])) for k in per_trial[0]}
+
+
+def trial_galleries(bits) -> list[np.ndarray]:
+  """Boolean gallery masks of trials 0..T-1 from per-gallery-sample bitmasks (bit t: the sample is
+  in trial t's gallery; T = the highest bit set)."""
+  bits = np.asarray(bits, np.int64)
+  return [(bits >> t) & 1 == 1 for t in range(int(bits.max()).bit_length())]
+
+
+def reid_metrics_trials(distmat, q_pids, g_pids, galleries: Sequence, q_cams=None, g_cams=None,
+                        protocol: str = "standard", ranks: Sequence[int] = (1, 5, 10, 20)) -> dict:
+  """``{"mean": {metric: mean over trials}, "std": {metric: its standard deviation over trials},
+  "trials": [reid_metrics of each trial]}``: trial t ranks
+  only the gallery columns ``galleries[t]`` (an index array or a boolean mask over ``g_pids``) of
+  ``distmat [Q, G]``; arguments otherwise as ``reid_metrics``."""
+  distmat, g_pids = np.asarray(distmat), np.asarray(g_pids)
+  per_trial = []
+  for cols in galleries:
+    cols = np.flatnonzero(cols) if np.asarray(cols).dtype == bool else np.asarray(cols)
+    cams = (None, None) if g_cams is None else (q_cams, np.asarray(g_cams)[cols])
+    per_trial.append(reid_metrics(distmat[:, cols], q_pids, g_pids[cols], *cams,
+                                  protocol=protocol, ranks=ranks))
+  std = {k: float(np.std([m[k] for m in per_trial])) for k in per_trial[0]}
+  return {"mean": mean_over_trials(per_trial), "std": std, "trials": per_trial}

@@ -27,7 +27,8 @@ last update).
 `baseline=True`: `L = L_id + L_tri + L_kl` only (no shape stream losses, no teacher).
 Evaluation: the eval split's `query` images against its gallery, each embedded by its own
 modality's stream (`modality`), features `model.embed` averaged with the flipped image's, cosine
-distance, `evaluators.reid` (`protocol` "sysu" adds SYSU-MM01's camera rules).
+distance, `evaluators.reid` (`protocol` "sysu" adds SYSU-MM01's camera rules), averaged over the
+split's gallery trials (`gallery_trials`).
 
 Options (config.task): margin, cutmix_prob, steps_per_epoch, baseline, protocol.
 """
@@ -242,14 +243,21 @@ class SGIEL(Task):
       f = model.embed(x, modality) + model.embed(x[:, :, ::-1], modality)
       return f / jnp.maximum(jnp.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
     return {"feature": jnp.where(is_vis[:, None], both(x, "visible"), both(x, "infrared")),
-            **{k: batch[k] for k in ("label", "camera", "query")}}
+            **{k: batch[k] for k in ("label", "camera", "query", "gallery_trials")}}
 
   def evaluate(self, env, state):
+    """Metrics averaged over the eval split's gallery trials (bit t of `gallery_trials`: SYSU-MM01's
+    10 random galleries); with several trials also their spread over trials as `<metric>_std`."""
     out = env.predict(state, self.embed, split=self.config.data.eval_split)
     query, gallery = out["query"] == 1, out["query"] == 0
     f = out["feature"]
     dist = -f[query] @ f[gallery].T
     cams = ((out["camera"][query], out["camera"][gallery]) if self.protocol == "sysu"
             else (None, None))
-    return reid_eval.reid_metrics(dist, out["label"][query], out["label"][gallery], *cams,
-                                  protocol=self.protocol, ranks=(1, 10, 20))
+    galleries = reid_eval.trial_galleries(out["gallery_trials"][gallery])
+    res = reid_eval.reid_metrics_trials(dist, out["label"][query], out["label"][gallery],
+                                        galleries, *cams, protocol=self.protocol,
+                                        ranks=(1, 10, 20))
+    if len(galleries) == 1:
+      return res["mean"]
+    return {**res["mean"], **{f"{k}_std": v for k, v in res["std"].items()}}
