@@ -16,7 +16,8 @@ Separate optimizers per parameter group (`group_optimizers`, optax `multi_transf
 {overrides of this block}}` with the groups' regexes in `param_groups`; each group gets the chain
 built from this block with its overrides (its own rate, schedule, warm-up, momentum, decay and
 transforms), every other parameter the block's own chain. PVP trains its prompts and its adapters
-with different rates and warm-ups this way.
+with different rates and warm-ups this way. `clip_grad_norm` stays one clip over all parameters
+before the groups split (PyTorch's `clip_grad_norm_(model.parameters())`), not one per group.
 
 Method transforms see raw gradients (modulation, masks and SAM act on gradients, as in the papers)
 and receive the trainer's extra args (`grad_fn`, `step`, `rng`, the task's `tx_args`).
@@ -121,9 +122,15 @@ def _group_chains(c, total_steps: int, count_offset: int) -> optax.GradientTrans
   if unknown:
     raise ValueError(f"optimizer.group_optimizers names {unknown}, which optimizer.param_groups "
                      f"does not define (it has {sorted(groups)}).")
+  clipped = sorted(name for name, overrides in per_group.items() if "clip_grad_norm" in overrides)
+  if clipped:
+    raise ValueError(f"optimizer.group_optimizers {clipped} set clip_grad_norm; the clip acts on "
+                     f"the global norm of all parameters, so set it once in the optimizer block.")
   base = copy.deepcopy(c)
+  clip = float(c.get("clip_grad_norm") or 0.0)
   with base.ignore_type():
     del base["group_optimizers"]
+    base["clip_grad_norm"] = 0.0
   chains = {"__rest__": build_chain(base, total_steps, count_offset)}
   for name, overrides in per_group.items():
     group = copy.deepcopy(base)
@@ -132,7 +139,9 @@ def _group_chains(c, total_steps: int, count_offset: int) -> optax.GradientTrans
         group[key] = value
     chains[name] = build_chain(group, total_steps, count_offset)
   selected = {name: groups[name] for name in per_group}
-  return optax.multi_transform(chains, lambda params: paths.labels(params, selected, "__rest__"))
+  grouped = optax.multi_transform(chains,
+                                  lambda params: paths.labels(params, selected, "__rest__"))
+  return optax.chain(optax.clip_by_global_norm(clip), grouped) if clip else grouped
 
 
 def build_chain(c, total_steps: int, count_offset: int = 0

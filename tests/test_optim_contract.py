@@ -129,3 +129,23 @@ def test_chain_built_from_a_config():
     w = np.asarray(params[f"{m}_encoder"]["conv1"]["kernel"])
     np.testing.assert_allclose(np.asarray(u[f"{m}_encoder"]["conv1"]["kernel"]),
                                -0.1 * (k[i] * g + 1e-4 * w), rtol=1e-4, atol=1e-7)
+
+
+def test_group_optimizers_clip_the_global_norm_once():
+  """With `group_optimizers`, `clip_grad_norm` scales every gradient by max_norm / ||g|| over ALL
+  parameters (PyTorch's clip_grad_norm_(model.parameters())), not by each group's own norm."""
+  import ml_collections
+  from optim.chain import build_chain
+  c = ml_collections.ConfigDict(dict(
+      name="sgd", learning_rate=1.0, momentum=0.0, clip_grad_norm=1.0,
+      param_groups={"head": "^head"}, group_optimizers={"head": dict(learning_rate=10.0)}))
+  params = {"body": jnp.zeros(2), "head": jnp.zeros(2)}
+  grads = {"body": jnp.array([3.0, 0.0]), "head": jnp.array([0.0, 4.0])}
+  tx = build_chain(c, 4)
+  update, _ = tx.update(grads, tx.init(params), params)
+  scale = 1.0 / 5.0  # the global norm is 5; per group it would be 1/3 and 1/4
+  np.testing.assert_allclose(update["body"], -1.0 * scale * np.array([3.0, 0.0]), rtol=1e-6)
+  np.testing.assert_allclose(update["head"], -10.0 * scale * np.array([0.0, 4.0]), rtol=1e-6)
+  c.group_optimizers = {"head": dict(clip_grad_norm=2.0)}
+  with pytest.raises(ValueError, match="global norm"):
+    build_chain(c, 4)

@@ -15,8 +15,8 @@ stride 1, triplet margin 0.3, CutMix probability 0.2, SGD momentum 0.9 Nesterov,
 gradient clipping 11, 120 epochs, EMA rates by epoch; the code's two learning rates (`train.py`):
 0.1 for the classifiers, BNNecks and projections P, P_s (`optimizer.param_groups["heads"]` with
 `group_optimizers`), 0.01 for the stems and the shared ResNet; 10 warm-up epochs, then x0.1 at
-epochs 20 and 85. Differences: the warm-up is linear per step (the code's is per epoch), gradient
-clipping acts per group (the norm of each group's gradient, not of all of them together). ImageNet
+epochs 20 and 85; the gradient clip acts on the norm of all parameters together, as the code's.
+Difference: the warm-up is linear per step (the code's is per epoch). ImageNet
 weights through `init_from` (converter `torchvision_resnet_sgiel`: both stems and every BN copy
 from torchvision's, the infrared / shape copies' running statistics left at their defaults as the
 code's `init_bn`): give `resnet50-19c8e357.pth` with `--config.init_from.path=FILE`, else the run
