@@ -6,8 +6,10 @@
         --config.data.data_dir=/data/shchur --workdir=workdirs/n2_photo
 
 Argument: `<dataset>[,<model>]`, model one of n2 (default), gcn, gat, mlp.
-- Embedded (generated, no download): `csbm` / `csbm_hetero` (contextual SBM, 2,000 nodes, 4 classes,
-  mean degree 10, homophily 0.9 / 0.2), `far_pair` (are two marked nodes more than 4 hops apart?).
+- Embedded (generated, no download): `csbm` / `csbm_hetero` (contextual SBM, 2,000 nodes, 2 classes,
+  mean degree 10, homophily 0.9 / 0.2, weak features: class indicator + N(0, 1.5²) noise, so the
+  graph matters at both homophilies), `far_pair` (are two marked nodes more than 4 hops apart?),
+  `colour_pair` (do two marked nodes more than 4 hops apart share a colour?).
 - Node tasks from manual directories (`ml_pipelines/data/graph_sets.py` lists the layouts):
   amazon_computers, amazon_photo, coauthor_cs, coauthor_physics (Shchur npz), amazon_ratings,
   minesweeper, tolokers, questions (Yandex npz), ogbn_arxiv (OGB raw csv).
@@ -29,10 +31,10 @@ from ml_pipelines.data.graph_sets import MOLPCBA
 
 # name: (builder, options, #features, #classes, #training nodes) of the node tasks.
 NODE = {
-    "csbm": ("sbm", dict(num_nodes=2000, num_classes=4, avg_degree=10.0, homophily=0.9,
-                         feature_dim=32, feature_noise=1.0), 32, 4, 1200),
-    "csbm_hetero": ("sbm", dict(num_nodes=2000, num_classes=4, avg_degree=10.0, homophily=0.2,
-                                feature_dim=32, feature_noise=1.0), 32, 4, 1200),
+    "csbm": ("sbm", dict(num_nodes=2000, num_classes=2, avg_degree=10.0, homophily=0.9,
+                         feature_dim=32, feature_noise=1.5), 32, 2, 1200),
+    "csbm_hetero": ("sbm", dict(num_nodes=2000, num_classes=2, avg_degree=10.0, homophily=0.2,
+                                feature_dim=32, feature_noise=1.5), 32, 2, 1200),
     "amazon_computers": ("shchur", dict(dataset="amazon_electronics_computers"), 767, 10, 8252),
     "amazon_photo": ("shchur", dict(dataset="amazon_electronics_photo"), 745, 8, 4590),
     "coauthor_cs": ("shchur", dict(dataset="ms_academic_cs"), 6805, 15, 11001),
@@ -46,6 +48,7 @@ NODE = {
 # name: (builder, options, #features, #classes) of the graph tasks.
 GRAPH = {
     "far_pair": ("far_pair", dict(), 2, 2),
+    "colour_pair": ("colour_pair", dict(), 4, 2),
     "proteins": ("tu", dict(dataset="PROTEINS"), 3, 2),
     "nci1": ("tu", dict(dataset="NCI1"), 37, 2),
     "imdb_binary": ("tu", dict(dataset="IMDB-BINARY", degree_features=True), 136, 2),
@@ -68,7 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f"Unknown N² dataset {dataset!r}; choose from {', '.join([*NODE, *GRAPH])}.")
   if model not in ("n2", *BASELINES):
     raise ValueError(f"Unknown model {model!r}; use n2, gcn, gat or mlp.")
-  embedded = dataset in ("csbm", "csbm_hetero", "far_pair")
+  embedded = dataset in ("csbm", "csbm_hetero", "far_pair", "colour_pair")
   if dataset in NODE:
     builder, options, features, classes, train_nodes = NODE[dataset]
     # every training node a step, rounded down to a multiple of 8 data shards (a shuffled epoch

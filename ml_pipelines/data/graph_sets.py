@@ -38,6 +38,15 @@ Graph tasks (layout b: each example one padded graph):
   them marked; the label is whether the marked nodes are more than `hops` apart, a global property
   no 2-layer local model can read. Features `[marked, 1]`; classes balanced; 80/20 "train" / "test"
   split.
+- "colour_pair" (generated): the same random graphs with a random colour among `colours` on every
+  node and two marked nodes more than `hops` apart; the label is whether the two marked nodes share
+  a colour (classes alternate). Features `[onehot(colour), marked]`. A node within L hops of both
+  marked nodes exists only if they are at most 2L apart, so no node of an L <= hops / 2 layer
+  local model sees both; and the label is not a linear function of node counts pooled over the
+  graph (same colour: one colour counted twice among the marked nodes; different: two colours once
+  each, the same total), so a local model with a mean-pool and a linear head stays at chance. It
+  takes whole-graph information processed non-linearly, which N²'s pseudo nodes do at every step.
+  80/20 "train" / "test" split.
 """
 from __future__ import annotations
 
@@ -59,6 +68,8 @@ MOLPCBA = dict(data_dir=None, max_nodes=333, max_edges=1024)
 MOLPCBA_SPLITS = {"train": "train", "val": "validation", "valid": "validation",
                   "validation": "validation", "test": "test"}
 FAR_PAIR = dict(num_graphs=1000, min_nodes=10, max_nodes=30, hops=4, extra_edges=1.0, graph_seed=0)
+COLOUR_PAIR = dict(num_graphs=1000, min_nodes=10, max_nodes=30, hops=4, extra_edges=1.0, colours=3,
+                   graph_seed=0)
 _NODE_SPLITS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 
 
@@ -235,26 +246,38 @@ def ogbg_molpcba(config, split: str) -> data.Dataset:
                             "num_features": 12})
 
 
-def hop_distance(senders: np.ndarray, receivers: np.ndarray, n: int, a: int, b: int) -> int:
-  """Breadth-first distance from a to b (n if unreachable)."""
+def hop_distances(senders: np.ndarray, receivers: np.ndarray, n: int, a: int) -> np.ndarray:
+  """Breadth-first distances `[n]` from node a (n where unreachable)."""
   nbrs = [[] for _ in range(n)]
   for s, r in zip(senders, receivers):
     nbrs[s].append(r)
-  dist, queue = {a: 0}, deque([a])
+  dist, queue = np.full(n, n), deque([a])
+  dist[a] = 0
   while queue:
     u = queue.popleft()
     for v in nbrs[u]:
-      if v not in dist:
+      if dist[v] == n:
         dist[v] = dist[u] + 1
         queue.append(v)
-  return dist.get(b, n)
+  return dist
+
+
+def hop_distance(senders: np.ndarray, receivers: np.ndarray, n: int, a: int, b: int) -> int:
+  """Breadth-first distance from a to b (n if unreachable)."""
+  return int(hop_distances(senders, receivers, n, a)[b])
+
+
+def random_connected_graph(n: int, rng: np.random.Generator, extra_edges: float
+                           ) -> tuple[np.ndarray, np.ndarray]:
+  """(senders, receivers) of a random tree on n nodes plus `extra_edges` chords per 10 nodes."""
+  tree = np.stack([np.arange(1, n), rng.integers(0, np.arange(1, n))], 1)
+  chords = rng.integers(0, n, size=(int(extra_edges * n / 10), 2))
+  return graphs.undirected_edges(np.concatenate([tree, chords]))
 
 
 def far_pair_graph(n: int, rng: np.random.Generator, extra_edges: float, hops: int) -> dict:
   """One random connected graph with two marked nodes, labelled 1 if they are > hops apart."""
-  tree = np.stack([np.arange(1, n), rng.integers(0, np.arange(1, n))], 1)
-  chords = rng.integers(0, n, size=(int(extra_edges * n / 10), 2))
-  senders, receivers = graphs.undirected_edges(np.concatenate([tree, chords]))
+  senders, receivers = random_connected_graph(n, rng, extra_edges)
   a, b = rng.choice(n, 2, replace=False)
   x = np.zeros((n, 2), np.float32)
   x[:, 1] = 1.0
@@ -274,6 +297,40 @@ def far_pair(config, split: str) -> data.Dataset:
     if len(found[g["label"]]) < want:
       found[g["label"]].append(g)
   all_graphs = [g for pair in zip(found[0], found[1]) for g in pair]
+  rows = _split(np.arange(len(all_graphs)), split, {"train": (0, 0.8), "test": (0.8, 1.0)})
+  max_edges = 2 * (o["max_nodes"] - 1 + int(o["extra_edges"] * o["max_nodes"] / 10))
+  return graphs.padded_graph_dataset([all_graphs[i] for i in rows], num_classes=2,
+                                     max_nodes=o["max_nodes"] + 1, max_edges=max_edges)
+
+
+def colour_pair_graph(n: int, rng: np.random.Generator, extra_edges: float, hops: int,
+                      colours: int, label: int) -> dict | None:
+  """A random connected graph with random node colours and two marked nodes more than `hops`
+  apart whose colours agree iff `label` is 1; None if no pair is that far apart."""
+  senders, receivers = random_connected_graph(n, rng, extra_edges)
+  a = int(rng.integers(n))
+  far = np.flatnonzero(hop_distances(senders, receivers, n, a) > hops)
+  if not len(far):
+    return None
+  b = int(rng.choice(far))
+  colour = rng.integers(0, colours, n)
+  colour[b] = colour[a] if label else (colour[a] + rng.integers(1, colours)) % colours
+  x = np.zeros((n, colours + 1), np.float32)
+  x[np.arange(n), colour] = 1.0
+  x[[a, b], colours] = 1.0
+  return {"x": x, "senders": senders, "receivers": receivers, "label": label}
+
+
+@data.register("colour_pair")
+def colour_pair(config, split: str) -> data.Dataset:
+  o = _options(config, COLOUR_PAIR, "colour_pair dataset")
+  rng = np.random.default_rng(o["graph_seed"])
+  all_graphs = []
+  while len(all_graphs) < o["num_graphs"]:
+    g = colour_pair_graph(int(rng.integers(o["min_nodes"], o["max_nodes"] + 1)), rng,
+                          o["extra_edges"], o["hops"], o["colours"], len(all_graphs) % 2)
+    if g is not None:
+      all_graphs.append(g)
   rows = _split(np.arange(len(all_graphs)), split, {"train": (0, 0.8), "test": (0.8, 1.0)})
   max_edges = 2 * (o["max_nodes"] - 1 + int(o["extra_edges"] * o["max_nodes"] / 10))
   return graphs.padded_graph_dataset([all_graphs[i] for i in rows], num_classes=2,
