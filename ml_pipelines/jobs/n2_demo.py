@@ -5,7 +5,8 @@ the colour-pair set whose label is a global property (graph task); one table and
     python -m ml_pipelines.jobs.n2_demo --methods=n2,gcn --sets=csbm_hetero,far_pair --steps=50
 
 Each cell trains `configs/graph/n2.py:<set>,<model>` through the trainer (the embedded N² size:
-d_model 32, q_dim 16, n_q 4, 16 pseudo nodes, T = 4) and reports the test accuracy.
+d_model 32, q_dim 16, n_q 4, 16 pseudo nodes, T = 4) and reports the test accuracy; `gcn` is the
+configs' 2-layer GCN, `gcn4` the same with 4 GCN layers, N²'s depth.
 - CSBM: 2,000 nodes in 2 classes, mean degree 10, features a class indicator plus N(0, 1.5²)
   noise in 32 dimensions, so the features alone give about 65% and the graph must be used at both
   homophilies. At 0.2 the neighbours mostly belong to the other class: averaging them into the
@@ -25,7 +26,8 @@ from ml_pipelines.jobs import common
 SETS = {"csbm": "CSBM, homophily 0.9", "csbm_hetero": "CSBM, homophily 0.2",
         "colour_pair": "colour pair (> 4 hops)", "far_pair": "far pair (> 4 hops)"}
 DEFAULT_SETS = ("csbm", "csbm_hetero", "colour_pair")
-METHODS = ("n2", "gcn", "mlp")
+METHODS = ("n2", "gcn", "gcn4", "mlp")
+GCN4 = {"gcn": (64, 64, 64), "gcn_graph_classifier": (64, 64, 64, 64)}  # 4 GCN layers (N²'s T)
 
 
 def plot(results: dict, path: str) -> None:
@@ -58,7 +60,9 @@ def main(argv=None) -> None:
   for method in args.methods.split(","):
     results[method] = {}
     for name in args.sets.split(","):
-      c = common.load_config("graph", "n2", f"{name},{method}")
+      c = common.load_config("graph", "n2", f"{name},{method.replace('gcn4', 'gcn')}")
+      if method == "gcn4":
+        c.model.hidden = GCN4[c.model.name]
       c.eval_every, c.checkpoint_every = 0, 0
       if args.steps:
         c.total_steps = args.steps
