@@ -175,3 +175,23 @@ def test_n2_config_trains_from_a_fake_amazon_photo_npz(tmp_path):
   test_labels = labels[graph_sets.shchur(c.data, "test").source.arrays["node"]]
   majority = np.bincount(test_labels).max() / len(test_labels)
   assert result["eval/accuracy"] >= majority + 0.3, (result["eval/accuracy"], majority)
+
+
+def test_colour_pair_labels_say_whether_two_far_marked_nodes_share_a_colour():
+  from scipy.sparse import csr_matrix
+  from scipy.sparse.csgraph import shortest_path
+  ds = graph_sets.colour_pair({"num_graphs": 40, "min_nodes": 10, "max_nodes": 20, "hops": 3,
+                               "colours": 3}, "train")
+  labels = []
+  for i in range(len(ds.source)):
+    g = graphs.unpad_graph(ds.source[i])
+    n = len(g["x"])
+    dist = shortest_path(csr_matrix((np.ones(len(g["senders"])), (g["senders"], g["receivers"])),
+                                    shape=(n, n)), unweighted=True)
+    a, b = np.flatnonzero(g["x"][:, 3])
+    assert dist[a, b] > 3 and np.isfinite(dist).all()
+    assert g["x"][:, :3].sum(1).tolist() == [1.0] * n
+    same = np.argmax(g["x"][a, :3]) == np.argmax(g["x"][b, :3])
+    assert ds.source[i]["label"] == int(same)
+    labels.append(int(same))
+  assert sum(labels) == len(labels) // 2

@@ -24,11 +24,29 @@ Graph tasks (layout b: each example one padded graph):
   `"official"` reproduces the released code, whose test set is the whole dataset (training graphs
   included): train = nine folds, val = fold `fold`, test = all graphs. Not the paper's protocol,
   kept only to compare numbers.
+- "ogbg_molpcba" (Hu et al. 2020; 437,929 molecules, 128 assays): the prepared TFDS dataset
+  (`tfds.builder('ogbg_molpcba')`, read through `tfds.data_source` from `data_dir`, default
+  `$TFDS_DATA_DIR`), splits train / validation / test (OGB's scaffold split). Each molecule lists
+  both directions of every bond; node features are the 9 integer atom features followed by the 3
+  integer bond features summed over each atom's bonds plus 1 for its self loop, as the official N²
+  code builds them (`add_remaining_self_loops` with fill 1, then `scatter(..., reduce='sum')` over
+  `edge_index[0]`, concatenated to `x`): 12 features. Labels `[128]` float, NaN = not measured.
+  Padded to `max_nodes` / `max_edges` (defaults fit the largest molecule, 332 atoms, plus the
+  padding node); a larger graph fails with the sizes to raise.
 - "far_pair" (generated, no download): `num_graphs` random connected graphs of
   `min_nodes..max_nodes` nodes (a random tree plus `extra_edges` random chords per 10 nodes), two of
   them marked; the label is whether the marked nodes are more than `hops` apart, a global property
   no 2-layer local model can read. Features `[marked, 1]`; classes balanced; 80/20 "train" / "test"
   split.
+- "colour_pair" (generated): the same random graphs with a random colour among `colours` on every
+  node and two marked nodes more than `hops` apart; the label is whether the two marked nodes share
+  a colour (classes alternate). Features `[onehot(colour), marked]`. A node within L hops of both
+  marked nodes exists only if they are at most 2L apart, so no node of an L <= hops / 2 layer
+  local model sees both; and the label is not a linear function of node counts pooled over the
+  graph (same colour: one colour counted twice among the marked nodes; different: two colours once
+  each, the same total), so a local model with a mean-pool and a linear head stays at chance. It
+  takes whole-graph information processed non-linearly, which N²'s pseudo nodes do at every step.
+  80/20 "train" / "test" split.
 """
 from __future__ import annotations
 
@@ -46,7 +64,12 @@ YANDEX = dict(data_dir="data/yandex", dataset="amazon-ratings", split_index=0)
 SHCHUR = dict(data_dir="data/shchur", dataset="amazon_electronics_photo", split_seed=42)
 OGBN = dict(data_dir="data/ogbn_arxiv", undirected=False)
 TU = dict(data_dir="data/tu", dataset="PROTEINS", fold=0, protocol="folds", degree_features=False)
+MOLPCBA = dict(data_dir=None, max_nodes=333, max_edges=1024)
+MOLPCBA_SPLITS = {"train": "train", "val": "validation", "valid": "validation",
+                  "validation": "validation", "test": "test"}
 FAR_PAIR = dict(num_graphs=1000, min_nodes=10, max_nodes=30, hops=4, extra_edges=1.0, graph_seed=0)
+COLOUR_PAIR = dict(num_graphs=1000, min_nodes=10, max_nodes=30, hops=4, extra_edges=1.0, colours=3,
+                   graph_seed=0)
 _NODE_SPLITS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 
 
@@ -179,26 +202,82 @@ def tu(config, split: str) -> data.Dataset:
       max_edges=max(len(g["senders"]) for g in all_graphs))
 
 
-def hop_distance(senders: np.ndarray, receivers: np.ndarray, n: int, a: int, b: int) -> int:
-  """Breadth-first distance from a to b (n if unreachable)."""
+def molecule_graph(example, max_nodes: int, max_edges: int) -> dict[str, np.ndarray]:
+  """A TFDS ogbg_molpcba example (`num_nodes [1]`, `node_feat [n, 9]`, `edge_feat [E, 3]`,
+  `edge_index [E, 2]`, `labels [128]`) as one padded graph with its float labels."""
+  n = int(np.asarray(example["num_nodes"]).reshape(-1)[0])
+  edges = np.asarray(example["edge_index"], np.int64).reshape(-1, 2)
+  graphs.check_edges(edges[:, 0], edges[:, 1], n)
+  bond_sums = np.ones((n, 3), np.float32)  # the self loop's fill value
+  np.add.at(bond_sums, edges[:, 0], np.asarray(example["edge_feat"], np.float32).reshape(-1, 3))
+  x = np.concatenate([np.asarray(example["node_feat"], np.float32), bond_sums], axis=1)
+  senders, receivers = graphs.undirected_edges(edges)
+  return {**graphs.pad_graph(x, senders, receivers, max_nodes, max_edges),
+          "label": np.asarray(example["labels"], np.float32)}
+
+
+class MoleculeGraphs:
+  """Random access over a TFDS ogbg_molpcba source, each example a padded graph."""
+
+  def __init__(self, source, max_nodes: int, max_edges: int):
+    self.source, self.max_nodes, self.max_edges = source, max_nodes, max_edges
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, i):
+    return molecule_graph(self.source[i], self.max_nodes, self.max_edges)
+
+
+@data.register("ogbg_molpcba")
+def ogbg_molpcba(config, split: str) -> data.Dataset:
+  from ml_pipelines.data.tfds_image import tfds_source
+  o = _options(config, MOLPCBA, "ogbg_molpcba dataset")
+  if split not in MOLPCBA_SPLITS:
+    raise ValueError(f"Unknown split {split!r}; ogbg_molpcba has train, validation and test.")
+  source = MoleculeGraphs(tfds_source("ogbg_molpcba", MOLPCBA_SPLITS[split], o["data_dir"]),
+                          o["max_nodes"], o["max_edges"])
+  n, e = o["max_nodes"], o["max_edges"]
+  spec = {"x": ((n, 12), np.float32), "node_mask": ((n,), np.bool_),
+          "senders": ((e,), np.int32), "receivers": ((e,), np.int32),
+          "edge_mask": ((e,), np.bool_), "label": ((128,), np.float32)}
+  return data.Dataset(source=source, element_spec=spec,
+                      info={"num_classes": 128, "max_nodes": n, "max_edges": e,
+                            "num_features": 12})
+
+
+def hop_distances(senders: np.ndarray, receivers: np.ndarray, n: int, a: int) -> np.ndarray:
+  """Breadth-first distances `[n]` from node a (n where unreachable)."""
   nbrs = [[] for _ in range(n)]
   for s, r in zip(senders, receivers):
     nbrs[s].append(r)
-  dist, queue = {a: 0}, deque([a])
+  dist, queue = np.full(n, n), deque([a])
+  dist[a] = 0
   while queue:
     u = queue.popleft()
     for v in nbrs[u]:
-      if v not in dist:
+      if dist[v] == n:
         dist[v] = dist[u] + 1
         queue.append(v)
-  return dist.get(b, n)
+  return dist
+
+
+def hop_distance(senders: np.ndarray, receivers: np.ndarray, n: int, a: int, b: int) -> int:
+  """Breadth-first distance from a to b (n if unreachable)."""
+  return int(hop_distances(senders, receivers, n, a)[b])
+
+
+def random_connected_graph(n: int, rng: np.random.Generator, extra_edges: float
+                           ) -> tuple[np.ndarray, np.ndarray]:
+  """(senders, receivers) of a random tree on n nodes plus `extra_edges` chords per 10 nodes."""
+  tree = np.stack([np.arange(1, n), rng.integers(0, np.arange(1, n))], 1)
+  chords = rng.integers(0, n, size=(int(extra_edges * n / 10), 2))
+  return graphs.undirected_edges(np.concatenate([tree, chords]))
 
 
 def far_pair_graph(n: int, rng: np.random.Generator, extra_edges: float, hops: int) -> dict:
   """One random connected graph with two marked nodes, labelled 1 if they are > hops apart."""
-  tree = np.stack([np.arange(1, n), rng.integers(0, np.arange(1, n))], 1)
-  chords = rng.integers(0, n, size=(int(extra_edges * n / 10), 2))
-  senders, receivers = graphs.undirected_edges(np.concatenate([tree, chords]))
+  senders, receivers = random_connected_graph(n, rng, extra_edges)
   a, b = rng.choice(n, 2, replace=False)
   x = np.zeros((n, 2), np.float32)
   x[:, 1] = 1.0
@@ -218,6 +297,40 @@ def far_pair(config, split: str) -> data.Dataset:
     if len(found[g["label"]]) < want:
       found[g["label"]].append(g)
   all_graphs = [g for pair in zip(found[0], found[1]) for g in pair]
+  rows = _split(np.arange(len(all_graphs)), split, {"train": (0, 0.8), "test": (0.8, 1.0)})
+  max_edges = 2 * (o["max_nodes"] - 1 + int(o["extra_edges"] * o["max_nodes"] / 10))
+  return graphs.padded_graph_dataset([all_graphs[i] for i in rows], num_classes=2,
+                                     max_nodes=o["max_nodes"] + 1, max_edges=max_edges)
+
+
+def colour_pair_graph(n: int, rng: np.random.Generator, extra_edges: float, hops: int,
+                      colours: int, label: int) -> dict | None:
+  """A random connected graph with random node colours and two marked nodes more than `hops`
+  apart whose colours agree iff `label` is 1; None if no pair is that far apart."""
+  senders, receivers = random_connected_graph(n, rng, extra_edges)
+  a = int(rng.integers(n))
+  far = np.flatnonzero(hop_distances(senders, receivers, n, a) > hops)
+  if not len(far):
+    return None
+  b = int(rng.choice(far))
+  colour = rng.integers(0, colours, n)
+  colour[b] = colour[a] if label else (colour[a] + rng.integers(1, colours)) % colours
+  x = np.zeros((n, colours + 1), np.float32)
+  x[np.arange(n), colour] = 1.0
+  x[[a, b], colours] = 1.0
+  return {"x": x, "senders": senders, "receivers": receivers, "label": label}
+
+
+@data.register("colour_pair")
+def colour_pair(config, split: str) -> data.Dataset:
+  o = _options(config, COLOUR_PAIR, "colour_pair dataset")
+  rng = np.random.default_rng(o["graph_seed"])
+  all_graphs = []
+  while len(all_graphs) < o["num_graphs"]:
+    g = colour_pair_graph(int(rng.integers(o["min_nodes"], o["max_nodes"] + 1)), rng,
+                          o["extra_edges"], o["hops"], o["colours"], len(all_graphs) % 2)
+    if g is not None:
+      all_graphs.append(g)
   rows = _split(np.arange(len(all_graphs)), split, {"train": (0, 0.8), "test": (0.8, 1.0)})
   max_edges = 2 * (o["max_nodes"] - 1 + int(o["extra_edges"] * o["max_nodes"] / 10))
   return graphs.padded_graph_dataset([all_graphs[i] for i in rows], num_classes=2,

@@ -12,6 +12,8 @@ metric has a scikit-learn counterpart.
   accuracy;
 - `ranking`: recommendation P@k, R@k, NDCG@k, MAP, MRR, AUC with training items removed;
 - `outlier`: ROC-AUC;
+- `multitask`: OGB's per-task average precision and ROC-AUC over binary tasks with missing (NaN)
+  labels;
 - `continual`: average incremental accuracy, final average accuracy, forgetting, backward transfer;
 - `ranked`: average precision and ranks of ranked relevance lists, shared by the above.
 """
