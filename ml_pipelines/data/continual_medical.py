@@ -111,11 +111,12 @@ def _dataset(files: _Files, size: int, mean_std, num_classes: int) -> data.Datas
                       info={"num_classes": num_classes})
 
 
-def _require_dir(path: str, what: str) -> None:
+def _require_dir(path: str, what: str, layout: str = "ml_pipelines/data/continual_medical.py"
+                 ) -> None:
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{what}: directory {path!r} does not exist. Set "
-                            f"--config.data.data_dir to the folder holding it (see "
-                            f"ml_pipelines/data/continual_medical.py for the layout).")
+                            f"--config.data.data_dir to the folder holding it (see {layout} for "
+                            f"the layout).")
 
 
 def _class_folders(root: str) -> list[str]:
