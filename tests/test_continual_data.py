@@ -79,7 +79,6 @@ def test_torchvision_resnet_loads_into_the_acl_backbone():
 
 
 def test_imagenet100_subset_keeps_the_listed_classes_in_list_order(tmp_path):
-  from configs.continual import common
   from ml_pipelines import data
   from ml_pipelines.data import continual as protocol
   from ml_pipelines.data import continual_imagenet as inet
