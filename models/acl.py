@@ -15,7 +15,9 @@ Diseases", MICCAI 2023, arXiv 2304.09042; official code GiantJun/CL_Pytorch,
   path i through adapter i at every hook, head i on path i, logits concatenated).
 
 Backbones are "staged": ``stem(x)``, ``stage(i, x)``, ``pool(x)``; ResNet's stages are layer1..4
-(torchvision names, so pretrained weights load), ``staged_cnn`` is a small one for digits.
+(torchvision names, so pretrained weights load), MobileNetV2's (`models.mobilenet_v2`, torchvision
+names) start at ``features.3, .5, .12, .15`` (the official skin8 config's hook layers),
+``staged_cnn`` is a small one for digits.
 """
 from __future__ import annotations
 
@@ -91,7 +93,7 @@ def stage_inputs(backbone) -> tuple[int, ...]:
 def _backbone(spec, rngs):
   spec = dict(spec.to_dict() if hasattr(spec, "to_dict") else spec)
   name = spec.pop("name")
-  if name.startswith("resnet"):
+  if name.startswith("resnet") or name == "mobilenet_v2":
     spec["num_classes"] = None
   return models.build({"name": name, **spec}, rngs=rngs)
 
@@ -191,9 +193,11 @@ models.register("acl_net", ACLNet)
 
 
 @convert.register("torchvision_resnet_backbone")
+@convert.register("torchvision_mobilenet_v2_backbone")
 class TorchResNetBackbone(convert.TorchResNet):
-  """A torchvision / timm ResNet checkpoint into the `backbone/` of `incremental_net` / `acl_net`
-  (the file's `fc` is left unused: run with `strict=False`)."""
+  """A torchvision / timm ResNet or a torchvision MobileNetV2 checkpoint into the `backbone/` of
+  `incremental_net` / `acl_net` (the file's `fc` / `classifier` is left unused: run with
+  `strict=False`)."""
 
   def keys(self, path):
     return super().keys(path.removeprefix("backbone/"))

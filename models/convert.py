@@ -8,8 +8,9 @@ through a converter and lists every missing, unexpected and mis-shaped key by na
 Registered converters (`names()`; a module adds its own with `@convert.register("name")` on a
 `Converter` subclass, found on first use like models):
 - `ours`: our own checkpoints, keys are our paths.
-- `timm_vit`, `dilateformer`, `pslt`: PyTorch state dicts of timm's VisionTransformer and the
-  official DilateFormer / PSLT code. Our modules carry the official names, so a key is our path with
+- `timm_vit`, `dilateformer`, `pslt`, `torchvision_mobilenet_v2`: PyTorch state dicts of timm's
+  VisionTransformer, the official DilateFormer / PSLT code and torchvision's MobileNetV2
+  (`models.mobilenet_v2`). Our modules carry the official names, so a key is our path with
   '.' for '/' and the leaf renamed (kernel/scale -> weight, mean/var -> running_mean/running_var).
   Conv kernels are OIHW in PyTorch and HWIO here, Linear weights [out, in] there and [in, out] here.
   Buffers PyTorch stores but we recompute (`num_batches_tracked`, `relative_position_index`,
@@ -96,6 +97,7 @@ def torch_key(path) -> str:
 @register("timm_vit")
 @register("dilateformer")
 @register("pslt")
+@register("torchvision_mobilenet_v2")
 class TorchStateDict(Converter):
   """PyTorch modules with our module names: OIHW <-> HWIO convs, [out, in] <-> [in, out] linears."""
   ignore = _BUFFERS

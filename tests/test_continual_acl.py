@@ -1,7 +1,12 @@
 """ACL against the official code (GiantJun/CL_Pytorch; fixtures made by
 tests/fixtures/continual/make_fixtures.py): the adapter forward with saved weights, min-"others"
-inference, herding; and exact resume of an ACL run killed right after herding and mid-phase-2."""
+inference, herding; and exact resume of an ACL run whose process is SIGKILLed right after herding
+and mid-phase-2."""
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -13,8 +18,8 @@ from ml_pipelines.data import continual as protocol
 from ml_pipelines.evaluators import continual as cl_eval
 from ml_pipelines.trainer import config as config_lib
 from models.acl import Adapter
-from tests.test_trainer import interrupted
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = np.load(os.path.join(os.path.dirname(__file__), "fixtures/continual/acl.npz"))
 
 
@@ -57,34 +62,50 @@ def test_min_others_and_herding_equal_official():
                                 FIXTURE["herding_selected"])
 
 
-def small_acl():
-  c = config_lib.load("configs/continual/acl.py:digits")
-  c.task.update(dict(base_classes=6, increment=2, memory_size=30))
-  c.model.task_sizes = (6, 2, 2)
-  c.model.backbone.width = 8
-  c.stages = tuple(dict(s, steps=3) for s in c.stages[:5])  # t0 | t1 a, h | t2 a, h
-  c.total_steps, c.eval_every, c.checkpoint_every, c.log_every = 15, 15, 1, 1
-  c.batch_size = 16
-  return c
+TINY = os.path.join(ROOT, "tests/fixtures/continual/tiny_acl.py")
 
 
-def test_acl_adapter_copy_and_exact_resume_after_herding_and_mid_phase_2(tmp_path):
-  ref = train.train_and_evaluate(small_acl(), str(tmp_path / "ref"))
-  assert 0.0 <= ref["eval/task_id_accuracy"] <= 1.0 and "eval/forgetting" in ref
+def _kill_at_checkpoint(workdir, step: int):
+  """Runs the tiny ACL config in a fresh process (slowed to 0.3 s a step) and SIGKILLs it as soon
+  as the checkpoint of `step` exists, before the one of `step + 1` is written."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TRAIN_DRIVER_SLEEP="0.3",
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")  # later runs reuse the compiles
+  env.pop("XLA_FLAGS", None)
+  proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/train_driver.py"),
+                           str(workdir / "unused.npz"), f"--config={TINY}", f"--workdir={workdir}",
+                           "--cpu_devices=8"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  ckpts, deadline = workdir / "checkpoints", time.time() + 240
+  while not (ckpts / str(step)).is_dir():
+    assert proc.poll() is None, proc.stdout.read()[-3000:]
+    assert time.time() < deadline
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  proc.stdout.close()
+  assert not (ckpts / str(step + 1)).exists(), f"the run passed step {step + 1} before the kill"
+
+
+def test_acl_sigkill_right_after_herding_and_mid_phase_2_resumes_exactly(tmp_path):
   work = tmp_path / "run"
-  # Killed at step 13: the newest checkpoint is step 12, written right after the herding that
-  # starts task 2's phase 2; the resumed run continues phase 2 from there.
-  interrupted(small_acl(), work, 13)
-  res = train.train_and_evaluate(small_acl(), str(work))
+  # Killed right after the herding that starts the second task's phase 2 (checkpoint 2, written
+  # after the stage hook), then, resumed, killed mid-phase-2 (checkpoint 3); the last resume runs
+  # here.
+  _kill_at_checkpoint(work, 2)
+  _kill_at_checkpoint(work, 3)
+  res = train.train_and_evaluate(config_lib.load(TINY), str(work))
+  ref = train.train_and_evaluate(config_lib.load(TINY), str(tmp_path / "ref"))
   a = {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(
       (train.Env.variables(ref["state"]), ref["state"]["extra"]))[0]}
   b = {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(
       (train.Env.variables(res["state"]), res["state"]["extra"]))[0]}
+  assert a.keys() == b.keys()
   for k in a:
     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
   assert res["eval/task_id_accuracy"] == ref["eval/task_id_accuracy"]
-  # Phase 1 trained adapter 2 from a copy of adapter 1: equal alphas before training would be
-  # 0.02; adapter 0 (frozen since task 0) still differs from adapter 2.
+  assert res["eval/forgetting"] == ref["eval/forgetting"]
+  # Phase 1 trained adapter 1 from a copy of adapter 0: its alpha left the initial 0.02, and
+  # adapter 0 (frozen since task 0) differs from it.
   params = train.Env.variables(ref["state"])[0]
-  alphas = [float(params["adapters"][0][t]["alpha"][0]) for t in range(3)]
-  assert alphas[2] != 0.02 and alphas[0] != alphas[2]
+  alphas = [float(params["adapters"][0][t]["alpha"][0]) for t in range(2)]
+  assert alphas[1] != 0.02 and alphas[0] != alphas[1]

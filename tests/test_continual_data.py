@@ -76,3 +76,39 @@ def test_torchvision_resnet_loads_into_the_acl_backbone():
                                 np.asarray(rn.conv1.kernel.value))
   # Adapter channels at ResNet-18's hooked stage inputs: 64 and 256 at width 64 (here 8 and 32).
   assert net.adapters[0][0].conv.in_features == 8 and net.adapters[1][0].conv.in_features == 32
+
+
+def test_imagenet100_subset_keeps_the_listed_classes_in_list_order(tmp_path):
+  from ml_pipelines import data
+  from ml_pipelines.data import continual as protocol
+  from ml_pipelines.data import continual_imagenet as inet
+  from ml_pipelines.trainer import config as config_lib
+  c = config_lib.load("configs/continual/adaptive_kd.py:imagenet100")
+  wnids = c.data.classes
+  # PODNet's imagenet_split/val_100.txt: the first 100 ILSVRC2012 wnids, in order; its class
+  # order (options/data/imagenet100_1order.yaml) begins 68, 56, 78, 8, 23.
+  assert len(set(wnids)) == 100 and list(wnids) == sorted(wnids)
+  assert (wnids[0], wnids[2], wnids[99]) == ("n01440764", "n01484850", "n01855672")
+  assert protocol.class_order(100, c.task.class_order)[:5].tolist() == [68, 56, 78, 8, 23]
+  assert protocol.task_sizes(100, c.task.base_classes, c.task.increment) == [50] + [10] * 5
+  for i, wnid in enumerate(wnids):  # the real layout: train/<wnid>/<wnid>_<n>.JPEG
+    _png(str(tmp_path / "train" / wnid / f"{wnid}_{i}.JPEG"), i)
+  _png(str(tmp_path / "train" / "n15075141" / "n15075141_1.JPEG"), 0)  # class 999: not listed
+  c.data.data_dir = str(tmp_path)
+  ds = data.get(c.data.name)(c.data, "train")
+  assert len(ds.source) == 100 and ds.info["num_classes"] == 100
+  assert ds.source.arrays["label"].tolist() == list(range(100))
+  assert ds.eval_preprocess(ds.source[3])["image"].shape == (224, 224, 3)
+  # A shuffled short list: labels follow the list, the other folders are ignored.
+  for wnid, n in (("n01443537", 2), ("n01440764", 1)):
+    for k in range(n):
+      _png(str(tmp_path / "val" / wnid / f"ILSVRC2012_val_{wnid}{k}.JPEG"), 9)
+  files = inet.subset_files(str(tmp_path), "val", ["n01443537", "n01440764"])
+  assert files.arrays["label"].tolist() == [0, 0, 1]
+  assert all("/n01443537/" in p for p in files.paths[:2]) and "/n01440764/" in files.paths[2]
+  with pytest.raises(FileNotFoundError, match=r"1 of the 2 listed classes have no folder.*n014848"):
+    inet.subset_files(str(tmp_path), "val", ["n01443537", "n01484850"])
+  with pytest.raises(ValueError, match=r"repeats \['n01440764'\]"):
+    inet.subset_files(str(tmp_path), "val", ["n01440764", "n01440764"])
+  with pytest.raises(FileNotFoundError, match="ImageNet split 'test'.*continual_imagenet.py"):
+    inet.subset_files(str(tmp_path), "test", ["n01440764"])

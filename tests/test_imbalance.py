@@ -1,8 +1,10 @@
 """Two-stage metric recipe: metric losses against independent NumPy versions, the long-tailed
-digits profile, and a tiny two-stage run (cRT re-initialises and trains only the classifier)."""
+digits profile, a tiny two-stage run (cRT re-initialises and trains only the classifier), and the
+ISIC 2018 Task 3 CSV layout on a tiny fake."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from losses import metric_learning
 from ml_pipelines import train
@@ -78,3 +80,47 @@ def test_two_stage_crt_trains_only_the_reinitialised_classifier(tmp_path):
   for k in flat1:
     assert np.array_equal(flat1[k], flat2[k]) != k.startswith("['fc']"), k
   assert {"macro_f1", "tail_recall", "head_recall"} <= {k.split("/")[-1] for k in result}
+
+
+def test_isic2018_task3_csv_layout_and_its_errors(tmp_path):
+  from PIL import Image
+  from ml_pipelines import data
+  from ml_pipelines.data import continual_medical as med
+
+  def write(split, rows, images=None):
+    name = f"ISIC2018_Task3_{split}"
+    (tmp_path / f"{name}_GroundTruth").mkdir(exist_ok=True)
+    (tmp_path / f"{name}_Input").mkdir(exist_ok=True)
+    text = "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC\n" + "".join(
+        f"{img}," + ",".join(f"{v:.1f}" for v in onehot) + "\n" for img, onehot in rows)
+    (tmp_path / f"{name}_GroundTruth" / f"{name}_GroundTruth.csv").write_text(text)
+    for img, _ in rows if images is None else images:
+      Image.fromarray(np.full((5, 7, 3), 60, np.uint8)).save(
+          tmp_path / f"{name}_Input" / f"{img}.jpg")
+
+  eye = np.eye(7)
+  write("Training", [("ISIC_0024306", eye[1]), ("ISIC_0024307", eye[6]),
+                     ("ISIC_0024308", eye[3])])
+  write("Validation", [("ISIC_0034321", eye[0])])
+  c = config_lib.load("configs/imbalance/two_stage_metric.py:two_stage_triplet,isic2018")
+  c.data.data_dir = str(tmp_path)
+  train = data.get(c.data.name)(c.data, c.data.train_split)
+  assert train.source.arrays["label"].tolist() == [1, 6, 3]  # NV, VASC, AKIEC
+  assert train.source.paths[1].endswith("ISIC2018_Task3_Training_Input/ISIC_0024307.jpg")
+  ex = train.eval_preprocess(train.source[0])
+  assert ex["image"].shape == (224, 224, 3) and train.info["num_classes"] == 7
+  val = data.get(c.data.name)(c.data, c.data.eval_split)
+  assert val.source.arrays["label"].tolist() == [0]
+  # The tail classes of the config are AKIEC, DF, VASC in the CSV's column order.
+  assert [med.ISIC2018_CLASSES[i] for i in c.task.tail_classes] == ["AKIEC", "DF", "VASC"]
+  with pytest.raises(FileNotFoundError, match="ISIC2018_Task3_Test_GroundTruth.csv' is missing"):
+    med.isic2018_files(str(tmp_path), "test")
+  write("Test", [("ISIC_1", eye[0] + eye[2])])
+  with pytest.raises(ValueError, match=r"line 2 \(ISIC_1\): one-hot row with 2 ones"):
+    med.isic2018_files(str(tmp_path), "test")
+  write("Test", [("ISIC_1", eye[0]), ("ISIC_2", 0 * eye[0])])
+  with pytest.raises(ValueError, match=r"line 3 \(ISIC_2\): one-hot row with 0 ones"):
+    med.isic2018_files(str(tmp_path), "test")
+  write("Test", [("ISIC_1", eye[0]), ("ISIC_3", eye[4])], images=[("ISIC_1", None)])
+  with pytest.raises(FileNotFoundError, match=r"line 3: image .*ISIC_3.jpg' is missing"):
+    med.isic2018_files(str(tmp_path), "test")

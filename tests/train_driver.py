@@ -22,16 +22,16 @@ def main():
   from ml_pipelines import tasks
   from optim.paths import path_str
 
+  config = config_lib.override(config_lib.load(args.config), overrides)
   delay = float(os.environ.get("TRAIN_DRIVER_SLEEP", "0"))
   if delay:
-    base = tasks.get("classification")
+    base = tasks.get(config.task.name)
     original = base.after_step
 
     def slow(self, env, state, step):
       time.sleep(delay)
       return original(self, env, state, step)
     base.after_step = slow
-  config = config_lib.override(config_lib.load(args.config), overrides)
   result = train.train_and_evaluate(config, args.workdir)
   params = train.Env.variables(result["state"])[0]
   if jax.process_count() > 1:

@@ -6,16 +6,19 @@ arXiv 2304.09042; official code GiantJun/CL_Pytorch, options/multi_steps/acl/*.y
     arg: digits (embedded: 5 tasks x 2, memory 40, staged CNN; the demo pretrains it on rotated
     digits), digits_frozen_heads (the same without adapters: frozen extractor + per-task heads),
     cifar100 (TFDS cifar100, B0-Inc10, order seed 1993, ResNet-18 at 224 px, memory 2000),
-    skin8 (ISIC 2019 images + the official list files, 4 tasks of 2, memory 40; the official
-    config uses MobileNetV2, here ResNet-18), path16 (7 pathology sets as 7 tasks, memory 80).
+    skin8 (ISIC 2019 images + the official list files, 4 tasks of 2, memory 40; MobileNetV2 as
+    the official config, adapters before features.3, .5, .12, .15; weights: torchvision's
+    MobileNet_V2_Weights.IMAGENET1K_V1 state dict), path16 (7 pathology sets as 7 tasks, memory
+    80).
 
 Per task: phase "adapters" (SGD lr 0.01, momentum 0.9, wd 5e-4, 200 epochs, x0.1 at epochs 70,
 130, 170, batch 32; trainable: the newest adapters and the aux head, frozen BNs on running
 statistics) and, from task 1 on, phase "heads" (Adam lr 1e-3, no weight decay; CIFAR-100 50
 epochs x0.1 at 15 and 35, Skin8 / Path16 100 epochs x0.1 at 55 and 80; trainable: every head).
-The pretrained ResNet-18 (torchvision IMAGENET1K_V1 = timm resnet18.tv_in1k) is loaded with
-`init_from` (converter `torchvision_resnet_backbone`; heads and adapters keep their
-initialisation, the file's fc is unused).
+The pretrained ResNet-18 (torchvision IMAGENET1K_V1 = timm resnet18.tv_in1k) or MobileNetV2
+(skin8) is loaded with `init_from` (converter `torchvision_resnet_backbone` /
+`torchvision_mobilenet_v2_backbone`; heads and adapters keep their initialisation, the file's
+fc / classifier is unused).
 """
 import ml_collections
 
@@ -69,8 +72,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.task = ml_collections.ConfigDict(dict(
         name="acl", num_classes=d["num_classes"], class_order=d["order"], base_classes=sizes[0],
         increment=sizes[1], memory_size=d["memory"], phase="adapters"))
-    hooks = (0, 1, 2, 3)
-    c.model = ml_collections.ConfigDict(dict(name="acl_net", backbone=dict(name="resnet18"),
+    hooks = (0, 1, 2, 3)  # ResNet-18: layer1..4; MobileNetV2: features.3, .5, .12, .15
+    backbone = dict(name="mobilenet_v2") if name == "skin8" else dict(name="resnet18")
+    c.model = ml_collections.ConfigDict(dict(name="acl_net", backbone=backbone,
                                              task_sizes=sizes, hooks=hooks))
     c.data = ml_collections.ConfigDict(dict(
         name={"cifar100": "cifar100_224", "skin8": "skin8", "path16": "path16"}[name],
@@ -85,8 +89,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict(dict(
       name="sgd", learning_rate=0.01, momentum=0.9, weight_decay=5e-4, schedule="constant",
       warmup_steps=0, freeze_batch_stats=True, transforms=()))
+  converter = {"skin8": "torchvision_mobilenet_v2_backbone"}.get(name,
+                                                                   "torchvision_resnet_backbone")
   c.init_from = ml_collections.ConfigDict(dict(
-      path="", converter="ours" if name.startswith("digits") else "torchvision_resnet_backbone",
+      path="", converter="ours" if name.startswith("digits") else converter,
       skip=r"^(adapters|heads|aux)/", strict=False))
   stages = common.task_stages(len(sizes), 0, phases=lambda t: _phases(
       t, adapter_steps, head_steps, adapter_opt, head_opt, bool(hooks)))

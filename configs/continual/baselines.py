@@ -5,8 +5,12 @@
     arg: METHOD[,DATASET]; METHOD one of finetune (no memory), replay (herded memory), joint (every
     seen class: the upper bound), lwf (CE on the new classes' logits + 3 x KD on
     the old ones, T = 2, no memory, as PyCIL), icarl (KD + memory +
-    nearest mean of exemplars); DATASET digits (embedded, default: 5 tasks x 2 classes, memory 40)
-    or cifar100 (TFDS, B0-Inc10, order seed 1993, ResNet-18 at 32 px, memory 2000).
+    nearest mean of exemplars); DATASET digits (embedded, default: 5 tasks x 2 classes, memory 40),
+    cifar100 (TFDS, B0-Inc10, order seed 1993, ResNet-18 at 32 px, memory 2000) or imagenet100
+    (PODNet's 100 ILSVRC2012 classes, `common.IMAGENET100_CLASSES`, from the class-folder layout
+    of ml_pipelines/data/continual_imagenet.py at --config.data.data_dir; B0-Inc10, order seed
+    1993, ResNet-18 at 224 px from scratch, memory 2000, 90 epochs per task, SGD 0.05 cosine as
+    PODNet's ImageNet-100 runs).
 """
 import ml_collections
 
@@ -54,8 +58,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                  schedule="cosine", warmup_steps=0,
                                                  weight_decay=5e-4, weight_decay_mask="kernel$",
                                                  transforms=()))
+  elif dataset == "imagenet100":
+    c = common.run_config(batch_size=128, eval_batch_size=500, log_every=100)
+    memory = 2000
+    c.task = ml_collections.ConfigDict(dict(name="class_incremental", num_classes=100,
+                                            class_order=1993, base_classes=0, increment=10))
+    c.model = ml_collections.ConfigDict(dict(name="incremental_net", backbone=dict(
+        name="resnet18"), num_classes=100))
+    c.data = ml_collections.ConfigDict(dict(name="imagenet_subset", data_dir="", image_size=224,
+                                            classes=common.IMAGENET100_CLASSES,
+                                            train_split="train", eval_split="val"))
+    steps, num_tasks = 90 * 130000 // 10 // 128, 10  # 90 epochs of a task's ~13,000 images
+    c.optimizer = ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.05, momentum=0.9,
+                                                 schedule="cosine", warmup_steps=0,
+                                                 weight_decay=5e-4, weight_decay_mask="kernel$",
+                                                 transforms=()))
   else:
-    raise ValueError(f"Unknown dataset {dataset!r}: digits or cifar100.")
+    raise ValueError(f"Unknown dataset {dataset!r}: digits, cifar100 or imagenet100.")
   if spec.pop("memory", False):
     options["memory_size"] = memory
   options.update(spec)

@@ -8,8 +8,11 @@
     two_stage_center (CE + class-centre triplet -> cRT), two_stage_supcon (CE + SupCon -> cRT);
     add `--config.task.adjust=tau_norm` or `logit_adjust` for the post-hoc options.
     DATASET: digits (embedded long-tailed digits, imbalance ratio 20, tail = classes 7-9, default),
-    isic2018 (Skin7 / HAM10000 in a class-folder layout, ResNet-18), chest_xray (class-folder
-    layout, ResNet-18); pretrained weights via --config.init_from.path (timm resnet18.tv_in1k).
+    isic2018 (Skin7 / HAM10000: the ISIC 2018 Task 3 CSV layout of
+    ml_pipelines/data/continual_medical.py, train on Training, evaluate on Validation; use
+    --config.data.eval_split=test when the Test ground truth is there; ResNet-18), chest_xray
+    (class-folder layout, ResNet-18); pretrained weights via --config.init_from.path (timm
+    resnet18.tv_in1k).
 Stage 1 of the metric variants draws P classes x 4 images per batch (`pk` sampler: every class
 equally often, the class-balanced triplet sampling of PCCT); stage 2 trains only the re-initialised
 classifier on class-balanced batches with frozen batch statistics.
@@ -42,13 +45,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict(dict(name="digits_long_tailed", imbalance_ratio=20.0,
                                             train_split="train", eval_split="test"))
   elif dataset in ("isic2018", "chest_xray"):
+    # ISIC 2018 classes in the CSV's column order MEL, NV, BCC, AKIEC, BKL, DF, VASC: the tail
+    # is AKIEC, DF, VASC (327, 115, 142 of the 10,015 training images).
     num_classes, tail = (7, (3, 5, 6)) if dataset == "isic2018" else (2, (0,))
     steps1, steps2, lr = 100 * 10015 // 64, 30 * 10015 // 64, 1e-3
     c.batch_size, c.eval_batch_size = 64, 128
     c.model = ml_collections.ConfigDict(dict(name="incremental_net", backbone=dict(
         name="resnet18"), num_classes=num_classes))
-    c.data = ml_collections.ConfigDict(dict(name="image_folder", data_dir="", image_size=224,
-                                            train_split="train", eval_split="test"))
+    if dataset == "isic2018":
+      c.data = ml_collections.ConfigDict(dict(name="isic2018", data_dir="", image_size=224,
+                                              train_split="train", eval_split="validation"))
+    else:
+      c.data = ml_collections.ConfigDict(dict(name="image_folder", data_dir="", image_size=224,
+                                              train_split="train", eval_split="test"))
   else:
     raise ValueError(f"Unknown dataset {dataset!r}: digits, isic2018 or chest_xray.")
   c.log_every, c.keep_checkpoints, c.keep_period = 50, 2, 0

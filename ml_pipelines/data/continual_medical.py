@@ -11,8 +11,13 @@ CIFAR-100 in the pipelines of the ACL code (GiantJun/CL_Pytorch, datasets/*.py).
 - `path16`: `<data_dir>/<subset>/<split>/<class>/*` for the 7 pathology subsets in ACL's order
   (MHIST, breast_cancer, oral_cancer, Patch_Camelyon, TCGA_STD, lung, colon); labels numbered
   subset by subset, classes sorted by name within a subset.
-- `image_folder`: `<data_dir>/<split>/<class>/*` (a chest X-ray set, ISIC 2018 / HAM10000 sorted
-  into class folders), classes sorted by name; ImageNet normalisation unless `mean` / `std` given.
+- `image_folder`: `<data_dir>/<split>/<class>/*` (a chest X-ray set, any set sorted into class
+  folders), classes sorted by name; ImageNet normalisation unless `mean` / `std` given.
+- `isic2018`: ISIC 2018 Task 3 (HAM10000, 7 classes) as the challenge ships it:
+  `<data_dir>/ISIC2018_Task3_{Training,Validation,Test}_GroundTruth/..._GroundTruth.csv` (columns
+  `image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`, one-hot) and `<data_dir>/ISIC2018_Task3_<Split>_Input/
+  <image>.jpg`; splits "train", "validation", "test"; label = the column of the row's 1 in that
+  order; ImageNet normalisation, resize to `image_size`, flip.
 """
 from __future__ import annotations
 
@@ -111,11 +116,12 @@ def _dataset(files: _Files, size: int, mean_std, num_classes: int) -> data.Datas
                       info={"num_classes": num_classes})
 
 
-def _require_dir(path: str, what: str) -> None:
+def _require_dir(path: str, what: str, layout: str = "ml_pipelines/data/continual_medical.py"
+                 ) -> None:
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{what}: directory {path!r} does not exist. Set "
-                            f"--config.data.data_dir to the folder holding it (see "
-                            f"ml_pipelines/data/continual_medical.py for the layout).")
+                            f"--config.data.data_dir to the folder holding it (see {layout} for "
+                            f"the layout).")
 
 
 def _class_folders(root: str) -> list[str]:
@@ -176,3 +182,46 @@ def skin8(config, split: str) -> data.Dataset:
         paths.append(os.path.join(root, "ISIC2019", rel))
         labels.append(int(label))
   return _dataset(_Files(paths, labels), int(config.get("image_size", 224)), SKIN8_MEAN_STD, 8)
+
+
+ISIC2018_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
+ISIC2018_SPLITS = {"train": "Training", "validation": "Validation", "test": "Test"}
+
+
+def isic2018_files(root: str, split: str) -> _Files:
+  """The images and labels of ISIC 2018 Task 3 `split` from its ground-truth CSV."""
+  import csv
+  if split not in ISIC2018_SPLITS:
+    raise ValueError(f"ISIC 2018 split must be one of {sorted(ISIC2018_SPLITS)}, got {split!r}.")
+  name = f"ISIC2018_Task3_{ISIC2018_SPLITS[split]}"
+  listing = os.path.join(root, f"{name}_GroundTruth", f"{name}_GroundTruth.csv")
+  if not os.path.isfile(listing):
+    raise FileNotFoundError(
+        f"ISIC 2018 ground truth {listing!r} is missing: unzip {name}_GroundTruth.zip and "
+        f"{name}_Input.zip (https://challenge.isic-archive.com/data/#2018, Task 3) into {root!r}.")
+  paths, labels = [], []
+  with open(listing, newline="") as f:
+    rows = csv.reader(f)
+    header = next(rows, [])
+    if tuple(header) != ("image",) + ISIC2018_CLASSES:
+      raise ValueError(f"{listing}: header {header}, expected image,{','.join(ISIC2018_CLASSES)}.")
+    for line, row in enumerate(rows, start=2):
+      if not row:
+        continue
+      ones = [c for c, v in zip(ISIC2018_CLASSES, row[1:]) if float(v) == 1.0]
+      if len(ones) != 1:
+        raise ValueError(f"{listing} line {line} ({row[0]}): one-hot row with "
+                         f"{len(ones)} ones {ones}; every image needs exactly one class.")
+      path = os.path.join(root, f"{name}_Input", f"{row[0]}.jpg")
+      if not os.path.isfile(path):
+        raise FileNotFoundError(f"{listing} line {line}: image {path!r} is missing.")
+      paths.append(path)
+      labels.append(ISIC2018_CLASSES.index(ones[0]))
+  return _Files(paths, labels)
+
+
+@data.register("isic2018")
+def isic2018(config, split: str) -> data.Dataset:
+  root = os.path.expanduser(config.get("data_dir") or "")
+  return _dataset(isic2018_files(root, split), int(config.get("image_size", 224)),
+                  (IMAGENET_MEAN, IMAGENET_STD), len(ISIC2018_CLASSES))
