@@ -99,10 +99,10 @@ def top_k_by_blocks(scores: jax.Array, k: int, shards: int) -> tuple[jax.Array, 
 
 class MatrixFactorization(nnx.Module):
   """The MF baseline of the DPCML paper's comparison, as trained by BPR (Rendle et al., UAI 2009):
-  one vector per user `p_u` (`user_embeddings [M, d]`) and per item `q_v` (`item_embeddings [N, d]`),
-  both initialised N(0, `init_std`²) (0.1: MyMediaLite's BPRMF, the reference implementation of
-  the BPR authors), and the score is the inner product `s(u, v) = p_u · q_v` (higher = preferred;
-  no norm constraint). The tables shard by rows exactly as DPCML's do (module docstring)."""
+  one vector per user `p_u` (`user_embeddings [M, d]`) and per item `q_v`
+  (`item_embeddings [N, d]`), both initialised N(0, `init_std`²) (0.1: MyMediaLite's BPRMF, the
+  reference implementation of the BPR authors), and the score is the inner product
+  `s(u, v) = p_u · q_v` (higher = preferred; no norm constraint). The tables shard by rows exactly as DPCML's do (module docstring)."""
 
   def __init__(self, *, num_users: int, num_items: int, dim: int = 100, init_std: float = 0.1,
                rngs: nnx.Rngs):

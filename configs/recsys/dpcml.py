@@ -73,7 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       name="adam", learning_rate=3e-3 if embedded else 1e-3, schedule="constant", transforms=(),
       post_transforms=("norm_projections",)))
   if variant == "mf_bpr":
-    c.sharding_rules = ((r"user_embeddings$", ("fsdp", None)), (r"item_embeddings$", ("fsdp", None)))
+    c.sharding_rules = ((r"user_embeddings$", ("fsdp", None)),
+                        (r"item_embeddings$", ("fsdp", None)))
     c.model = ml_collections.ConfigDict(dict(name="matrix_factorization", num_users=users,
                                              num_items=items, dim=c.model.dim))
     c.task = ml_collections.ConfigDict(dict(name="bpr_recsys", l2=0.0025, ks=(3, 5)))
