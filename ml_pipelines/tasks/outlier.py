@@ -264,30 +264,31 @@ class RCPMODTask(Task):
     z2, e2 = _reconstruction_errors(ae2, x2)
     l_rec = jnp.mean(e1, where=p1) + jnp.mean(e2, where=p2)
     epoch = extra["epoch"]
-    imputed = epoch >= self.impute_from
-    c1 = jnp.where(imputed, rcpmod.complete(ae1, z1, all1, extra["knn1"][idx], p1), z1)
-    c2 = jnp.where(imputed, rcpmod.complete(ae2, z2, all2, extra["knn2"][idx], p2), z2)
-    valid = jnp.where(imputed, real, p1 & p2)
-    memory = memory_valid = None
-    if self.memory_size:
-      s, m = extra["memory"].shape
-      rows = extra["memory"].reshape(s * m)
-      memory = (_normalise(ae1.encode(all1[rows])), _normalise(ae2.encode(all2[rows])))
-      memory_valid = jnp.repeat(jnp.arange(s) < extra["memory_count"], m)
-    l_con = ol.nt_xent(_normalise(c1), _normalise(c2), self.temperature, memory, valid,
-                       memory_valid)
-    l_knn = jnp.zeros(())
+    l_con = l_knn = l_trip = l_uni = jnp.zeros(())  # terms of weight 0 are not computed
+    if self.w_con:
+      imputed = epoch >= self.impute_from
+      c1 = jnp.where(imputed, rcpmod.complete(ae1, z1, all1, extra["knn1"][idx], p1), z1)
+      c2 = jnp.where(imputed, rcpmod.complete(ae2, z2, all2, extra["knn2"][idx], p2), z2)
+      memory = memory_valid = None
+      if self.memory_size:
+        s, m = extra["memory"].shape
+        rows = extra["memory"].reshape(s * m)
+        memory = (_normalise(ae1.encode(all1[rows])), _normalise(ae2.encode(all2[rows])))
+        memory_valid = jnp.repeat(jnp.arange(s) < extra["memory_count"], m)
+      l_con = ol.nt_xent(_normalise(c1), _normalise(c2), self.temperature, memory,
+                         jnp.where(imputed, real, p1 & p2), memory_valid)
     if self.w_knn:
       n1 = _normalise(ae1.encode(all1[extra["knn1"][idx]]))
       n2 = _normalise(ae2.encode(all2[extra["knn2"][idx]]))
       l_knn = jnp.mean(jnp.stack([ol.nt_xent(n1[:, j], n2[:, j], self.temperature, valid=real)
                                   for j in range(self.k)]))
     w = warmup_weight(epoch, self.warmup_max, self.w2, self.schedule_epoch)
-    l_trip = (ol.triplet(z1, ae1.encode(all1[extra["pos1"][idx]]),
-                         ae1.encode(all1[extra["neg1"][idx]]), where=p1)
-              + ol.triplet(z2, ae2.encode(all2[extra["pos2"][idx]]),
-                           ae2.encode(all2[extra["neg2"][idx]]), where=p2))
-    l_uni = ol.spreading(z1, where=p1) + ol.spreading(z2, where=p2)
+    if self.warmup_max or self.w2:
+      l_trip = (ol.triplet(z1, ae1.encode(all1[extra["pos1"][idx]]),
+                           ae1.encode(all1[extra["neg1"][idx]]), where=p1)
+                + ol.triplet(z2, ae2.encode(all2[extra["pos2"][idx]]),
+                             ae2.encode(all2[extra["neg2"][idx]]), where=p2))
+      l_uni = ol.spreading(z1, where=p1) + ol.spreading(z2, where=p2)
     total = l_rec + self.w_con * l_con + self.w_knn * l_knn + w * (l_trip + l_uni)
     new_extra = self._push_memory(extra, idx, z1, z2, p1 & p2) if self.memory_size else extra
     metrics = {"rec": l_rec, "con": l_con, "knn": l_knn, "trip": l_trip, "uni": l_uni,
