@@ -1,9 +1,11 @@
-"""N² and DPCML throughput, ours (JAX) against the official PyTorch code in one command, and the
-compiled per-device memory of a DPCML train step on a 10M-user x 1M-item table over 1..8 devices.
+"""N², DPCML and RCPMOD throughput, ours (JAX) against the official PyTorch code in one command,
+and the compiled per-device memory of a DPCML train step on a 10M-user x 1M-item table over 1..8
+devices.
 
     python benchmarks/graph_recsys.py --n2_official=/tmp/N2 --dpcml_official=/tmp/DPCML \
-        --pyg_site=/tmp/pyg-site
-    # smaller CPU run:  --nodes=2000 --graphs=64 --users=2000 --items=2000 --steps=5
+        --pyg_site=/tmp/pyg-site --rcpmod_official=/tmp/RCPMOD
+    # smaller CPU run:  --nodes=2000 --graphs=64 --users=2000 --items=2000 --steps=5 \
+    #                   --outlier_samples=1200 --outlier_epochs=4
 
 - `n2`: one training step (forward, backward, Adam) of N² at the official defaults (T 4, d_model
   128, q_dim 64, n_q 8, 256 pseudo nodes) on a generated node graph (`--nodes`, mean degree 10,
@@ -15,6 +17,16 @@ compiled per-device memory of a DPCML train step on a 10M-user x 1M-item table o
 - `memory`: the compiled memory analysis (arguments + temporaries per device) of the DPCML train
   step with both tables sharded by rows over 1, 2, 4, 8 simulated CPU devices (compile only, no
   allocation; `--mem_users`, `--mem_items`).
+- `rcpmod`: one training epoch (every term: reconstruction, NT-Xent with the memory, kNN
+  alignment, triplet + spreading; the per-epoch table refresh included) and one scoring pass
+  (completion, attribute and contrastive scores, fusion) of RCPMOD on two views of
+  `--outlier_samples` generated samples (20 and 12 dims, the official Scene-15 encoders
+  [F, 1024, 1024, 64], batch 256, official corruption and 30% missing views), `--outlier_epochs`
+  epochs with the kNN tables, negatives and imputation due every epoch; the median epoch after the
+  first (ours: between the epoch-end hooks, so the jitted step's compile stays out). Ours runs
+  through the trainer in float32, the official `RCPMOD.train` in float64 as released (its
+  `evaluation` timed on its own; its epochs timed between the per-epoch shuffles). Run it without
+  `memory` for one CPU device (`memory` makes 8 simulated ones, which the trainer would use).
 The official codes run where their paths are given (the PyTorch Geometric install for N² through
 `--pyg_site`); on a GPU machine both sides use the GPU.
 """
@@ -206,6 +218,110 @@ def dpcml_official(args) -> dict:
   return {"triplets/s": 256 / step_time, "full ranking s": _timeit(rank, 1)}
 
 
+def _outlier_arrays(args) -> dict:
+  from ml_pipelines.data import multiview
+  return multiview.outlier_view_arrays("generated", 1, (0.02, 0.05, 0.08), 0.3,
+                                       args.outlier_samples, "", (0, 1))
+
+
+def rcpmod_ours(args) -> dict:
+  import jax
+  import numpy as np
+
+  from configs.outlier import rcpmod as rcpmod_config
+  from ml_pipelines import train
+  from ml_pipelines.tasks import outlier
+  c = rcpmod_config.get_config("generated")
+  c.data.num_samples, c.data.data_seed = args.outlier_samples, 1
+  c.model.archs = ((20, 1024, 1024, 64), (12, 1024, 1024, 64))
+  steps = args.outlier_samples // c.batch_size
+  c.total_steps = args.outlier_epochs * steps
+  c.eval_every, c.log_every, c.checkpoint_every = c.total_steps, c.total_steps, 0
+  c.task.update(dict(change_knn_epoch=1, change_neg_epoch=1, impute_from=1))
+  stamps, scoring = [], []
+  after_step, evaluate = outlier.RCPMODTask.after_step, outlier.RCPMODTask.evaluate
+
+  def timed_after_step(self, env, state, step):
+    out = after_step(self, env, state, step)
+    if step % steps == 0:
+      jax.block_until_ready(out)
+      stamps.append(time.perf_counter())
+    return out
+
+  def timed_evaluate(self, env, state):  # once to compile, once timed
+    evaluate(self, env, state)
+    start = time.perf_counter()
+    out = evaluate(self, env, state)
+    scoring.append(time.perf_counter() - start)
+    return out
+  outlier.RCPMODTask.after_step, outlier.RCPMODTask.evaluate = timed_after_step, timed_evaluate
+  try:
+    import tempfile
+    with tempfile.TemporaryDirectory() as workdir:
+      train.train_and_evaluate(c, workdir)
+  finally:
+    outlier.RCPMODTask.after_step, outlier.RCPMODTask.evaluate = after_step, evaluate
+  return {"epoch s": float(np.median(np.diff(stamps)[1:])), "scoring s": scoring[0]}
+
+
+def rcpmod_official(args) -> dict:
+  if not args.rcpmod_official:
+    return {}
+  import logging
+  import tempfile
+
+  import numpy as np
+  import torch
+  sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+  from stub_imports import install
+  install(("matplotlib", "torch.utils.tensorboard", "munkres"))
+  sys.path.insert(0, args.rcpmod_official)
+  for name in [m for m in sys.modules if m == "model" or m.startswith("model.")]:
+    del sys.modules[name]  # N²'s and DPCML's official packages have the same name
+  import configure
+  import model as official
+  a = _outlier_arrays(args)
+  config = configure.get_default_config("Scene_15")
+  config["Autoencoder"].update(arch1=[20, 1024, 1024, 64], arch2=[12, 1024, 1024, 64])
+  t = config["training"]
+  t.update(epoch=[args.outlier_epochs], change_knn_epoch=1, change_neg_epoch=1,
+           Contr_on_impu_Stepoch=1)
+  config["print_num"] = args.outlier_epochs  # one evaluation, after the last epoch
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  stamps, scoring = [], []
+  shuffle, evaluation = official.shuffle, official.RCPMOD.evaluation
+
+  def timed_shuffle(*arrays, **kw):  # called once at the start of every epoch's batches
+    stamps.append(time.perf_counter())
+    return shuffle(*arrays, **kw)
+
+  def timed_evaluation(self, *a, **k):
+    start = time.perf_counter()
+    out = evaluation(self, *a, **k)
+    scoring.append(time.perf_counter() - start)
+    return out
+  official.shuffle, official.RCPMOD.evaluation = timed_shuffle, timed_evaluation
+  np.random.seed(1)
+  torch.manual_seed(3)
+  net = official.RCPMOD(config, 2)
+  net.to_device(device)
+  mask = np.stack([a["present1"], a["present2"]], 1).astype(np.int64)
+  x1, x2 = (torch.tensor(a[k], dtype=torch.float64).to(device) for k in ("x1", "x2"))
+  opt = torch.optim.Adam(list(net.autoencoders[0].parameters())
+                         + list(net.autoencoders[1].parameters()), lr=1e-3)
+  cwd = os.getcwd()
+  with tempfile.TemporaryDirectory() as tmp:
+    os.makedirs(os.path.join(tmp, "run"))
+    os.chdir(os.path.join(tmp, "run"))  # it writes logs and timings to ../
+    try:
+      net.train(config, logging.getLogger("rcpmod"), x1, x2, torch.from_numpy(mask).to(device),
+                opt, device, a["outlier"], 0, 0, 6, 0, "bench", 1, a["label"], (0, 1))
+    finally:
+      os.chdir(cwd)
+      official.shuffle, official.RCPMOD.evaluation = shuffle, evaluation
+  return {"epoch s": float(np.median(np.diff(stamps)[1:])), "scoring s": scoring[0]}
+
+
 def memory(args) -> list[tuple[int, float, float]]:
   """(devices, argument GiB per device, temporaries GiB per device) of the sharded train step."""
   import jax
@@ -271,11 +387,15 @@ def main() -> None:
   p.add_argument("--n2_official", default="")
   p.add_argument("--dpcml_official", default="")
   p.add_argument("--pyg_site", default="")
-  p.add_argument("--parts", default="n2,dpcml,memory")
+  p.add_argument("--outlier_samples", type=int, default=4485, help="RCPMOD samples (Scene-15)")
+  p.add_argument("--outlier_epochs", type=int, default=4)
+  p.add_argument("--rcpmod_official", default="")
+  p.add_argument("--parts", default="n2,dpcml,rcpmod,memory")
   args = p.parse_args()
   import jax
-  jax.config.update("jax_num_cpu_devices", 8)
   parts = args.parts.split(",")
+  if "memory" in parts:  # simulated devices; the trainer (RCPMOD) would spread its batch over them
+    jax.config.update("jax_num_cpu_devices", 8)
   print(f"device: {jax.devices()[0].device_kind}", flush=True)
   if "n2" in parts:
     ours, theirs = n2_ours(args), n2_official(args)
@@ -285,6 +405,11 @@ def main() -> None:
     ours, theirs = dpcml_ours(args), dpcml_official(args)
     print(f"\nDPCML2, {args.users} users x {args.items} items, C 5, d 100, batch 256, 10 negatives")
     _print_side_by_side("metric", ours, theirs, digits=2)
+  if "rcpmod" in parts:
+    ours, theirs = rcpmod_ours(args), rcpmod_official(args)
+    print(f"\nRCPMOD, two views of {args.outlier_samples} samples (20 / 12 dims), encoders "
+          f"[F, 1024, 1024, 64], batch 256, every term on")
+    _print_side_by_side("time (s)", ours, theirs, digits=3)
   if "memory" in parts:
     print(f"\nDPCML train step, {args.mem_users:,} users x {args.mem_items:,} items (C 5, d 100),"
           f" tables sharded by rows: compiled memory per device (GiB)")

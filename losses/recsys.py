@@ -1,4 +1,5 @@
-"""Collaborative metric learning losses of DPCML (Bao et al., NeurIPS 2022; statusrank/DPCML).
+"""Collaborative metric learning losses of DPCML (Bao et al., NeurIPS 2022; statusrank/DPCML), and
+BPR for its matrix-factorisation baseline.
 
 - `hinge`: `[m + s(u, v+) - s(u, v-)]_+` per triplet (paper Eq. 4). With several sampled negatives
   `[B, S]` the hardest one (smallest distance) is used (DPCML2 / `HarCML`). The official loss SUMS
@@ -10,6 +11,8 @@
       M·C·C entries, diagonal included);
     * `per_pair=False` (the paper): `mean_u [δ1 - δ_u]_+ + [δ_u - δ2]_+` with
       `δ_u = Σ_{c,c'} d_{u,c,c'} / (2 C (C - 1))`.
+- `bpr`: `-log σ(s(u, v+) - s(u, v-))` per triplet from preference scores (higher = preferred;
+  Rendle et al., UAI 2009, BPR-Opt), per sampled negative with `[B, S]` negatives.
 """
 from __future__ import annotations
 
@@ -41,3 +44,10 @@ def diversity_barrier(users: jax.Array, delta1: float, delta2: float,
     return jnp.mean(jax.nn.relu((delta1 - d) * off)) + jnp.mean(jax.nn.relu((d - delta2) * off))
   mean = jnp.sum(d, axis=(1, 2)) / (2 * c * (c - 1))
   return jnp.mean(jax.nn.relu(delta1 - mean) + jax.nn.relu(mean - delta2))
+
+
+def bpr(positive: jax.Array, negative: jax.Array) -> jax.Array:
+  """`-log σ(s+ - s-)` from scores `positive [B]`, `negative [B]` or `[B, S]` (one per negative)."""
+  if negative.ndim == positive.ndim + 1:
+    positive = positive[..., None]
+  return -jax.nn.log_sigmoid(positive - negative)

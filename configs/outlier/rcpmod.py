@@ -1,4 +1,4 @@
-"""RCPMOD (ACM MM 2024, arXiv 2408.07819; 180400518/RCPMOD) on two-view data with injected
+"""RCPMOD (ACM MM 2024, arXiv 2408.07819; 180400518/RCPMOD) on multi-view data with injected
 outliers and 30% missing views.
 
     python -m ml_pipelines.train --config=configs/outlier/rcpmod.py:digits --workdir=/tmp/rcpmod
@@ -6,10 +6,14 @@ outliers and 30% missing views.
 
 Argument `<dataset>[,<variant>]`:
 - datasets: `digits` (scikit-learn digits: the 64 pixels and 32 row/column/block summaries),
-  `generated` (600 samples of 6 class clusters seen through two random maps, 20 and 12 dims),
-  and the benchmarks in their official files under `--config.data.data_dir` (default
-  `data/rcpmod`): `scene15`, `landuse21`, `bdgp`, `handwritten`, `fashion`, `caltech101_20`
-  (two views: the official pair, or `--config.data.views='(a, b)'` with the model's `archs`).
+  `generated` (600 samples of 6 class clusters seen through random maps: two views, 20 and 12
+  dims; `generated3` adds a third, 16 dims), and the benchmarks in their official files under
+  `--config.data.data_dir` (default `data/rcpmod`): `scene15`, `landuse21`, `bdgp`, `handwritten`
+  (all six views, as the official code), `fashion`, `caltech101_20` (two views: the official
+  pair, or `--config.data.views='(a, b)'` with the model's `archs`).
+  With V > 2 views the C(V, 2) pairs train one after another, one stage of the full schedule each
+  (fresh Adam, the autoencoders carried on), and a sample's score is its mean over the pairs
+  (official `run.py`; `tasks/outlier.py`).
 - variants: `rcpmod` (default: every term, the official knobs), `recon_only` (the reconstruction
   loss and the attribute score only), `contrastive` (reconstruction + plain NT-Xent: no memory,
   no neighbour, triplet or spreading terms; fused score).
@@ -22,6 +26,8 @@ values and 60 epochs); the official encoders; data corrupted by the official pro
 `data.missing_rate`; `data.data_seed`). Evaluation is transductive: the AUC of the fused score on
 the training set itself.
 """
+import itertools
+
 import ml_collections
 
 # name: (archs, samples, epochs, w2, warmup_max, schedule_epoch, R_w, memory_size,
@@ -30,11 +36,13 @@ _SCENE_KNOBS = (0.4, 0.02, 400, 0.25, 5, 5)
 DATASETS = {
     "digits": (((64, 1024, 1024, 64), (32, 1024, 1024, 64)), 1797, 60, *_SCENE_KNOBS),
     "generated": (((20, 1024, 1024, 64), (12, 1024, 1024, 64)), 600, 60, *_SCENE_KNOBS),
+    "generated3": (((20, 1024, 1024, 64), (12, 1024, 1024, 64), (16, 1024, 1024, 64)), 600, 60,
+                   *_SCENE_KNOBS),
     "scene15": (((20, 1024, 1024, 64), (59, 1024, 1024, 64)), 4485, 90, *_SCENE_KNOBS),
     "landuse21": (((59, 1024, 1024, 64), (40, 1024, 1024, 64)), 2100, 115,
                   0.2, 0.02, 1000, 0.6, 5, 5),
     "bdgp": (((1750, 1024, 64), (79, 1024, 64)), 2500, 130, 0.2, 0.01, 1000, 0.25, 10, 1),
-    "handwritten": (((240, 1024, 1024, 64), (76, 1024, 1024, 64)), 2000, 50,
+    "handwritten": (tuple((f, 1024, 1024, 64) for f in (240, 76, 216, 47, 64, 6)), 2000, 50,
                     0.2, 0.02, 1000, 0.7, 5, 5),
     "fashion": (((784, 1024, 256), (784, 1024, 256)), 10000, 400, 0.4, 0.05, 700, 0.5, 10, 10),
     "caltech101_20": (((48, 1024, 1024, 64), (40, 1024, 1024, 64)), 2386, 90, *_SCENE_KNOBS),
@@ -58,7 +66,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.batch_size = 256
   c.eval_batch_size = 512
-  c.total_steps = epochs * (n // c.batch_size)
+  pairs = list(itertools.combinations(range(len(archs)), 2))
+  pair_steps = epochs * (n // c.batch_size)
+  c.total_steps = len(pairs) * pair_steps
   c.log_every = 50
   c.eval_every = c.total_steps
   c.checkpoint_every = c.total_steps
@@ -67,9 +77,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1})
   c.sharding_rules = ()
   c.data = ml_collections.ConfigDict(dict(
-      name="two_view_outliers", source=dataset, data_dir="data/rcpmod", data_seed=0,
+      name="multiview_outliers", source="generated" if dataset == "generated3" else dataset,
+      data_dir="data/rcpmod", data_seed=0,
       outlier_rates=(0.02, 0.05, 0.08), missing_rate=0.3, num_samples=n, train_split="train",
       eval_split="train"))
+  if dataset == "generated3":
+    c.data.views = (0, 1, 2)
+  if len(pairs) > 1:
+    c.stages = tuple(dict(name=f"views_{a}_{b}", steps=pair_steps) for a, b in pairs)
   c.model = ml_collections.ConfigDict(dict(name="rcpmod", archs=archs))
   c.task = ml_collections.ConfigDict(dict(
       name="rcpmod", k=6, temperature=0.5, w_con=1.0, w_knn=1.0, w2=w2, warmup_max=warmup_max,

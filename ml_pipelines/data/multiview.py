@@ -6,6 +6,10 @@
   (40 when k < 10, as the code); a sample *missing* view 1 borrows its view-2 neighbour list with
   the samples that also miss view 1 removed, and keeps the first k (and the other way round). Where
   the official code fails (fewer than k borrowed neighbours survive), this raises a clear error.
+- `pair_knn_tables`: the same for one pair of views out of V, over the samples having at least one
+  of the two (the official `run.py` trains and scores each pair on that subset), ids in the whole
+  set's numbering.
+- the `multiview_outliers` dataset: V views (two by default) corrupted by the official protocol.
 """
 from __future__ import annotations
 
@@ -63,8 +67,23 @@ def knn_tables(x1: np.ndarray, x2: np.ndarray, present1: np.ndarray, present2: n
   return tables[0], tables[1]
 
 
-# --- two-view outlier sets (embedded) -----------------------------------------------------------
-def _digits_views() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pair_knn_tables(xa: np.ndarray, xb: np.ndarray, present_a: np.ndarray, present_b: np.ndarray,
+                    k: int = 6, pool: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """`knn_tables` of views a and b over the samples having at least one of them, in the whole set's
+  ids; rows of samples having neither point at the sample itself (every term masks them out)."""
+  present_a, present_b = np.asarray(present_a, bool), np.asarray(present_b, bool)
+  covered = np.flatnonzero(present_a | present_b)
+  local = knn_tables(xa[covered], xb[covered], present_a[covered], present_b[covered], k, pool)
+  out = []
+  for table in local:
+    full = np.repeat(np.arange(len(xa))[:, None], table.shape[1], axis=1)
+    full[covered] = covered[table]
+    out.append(full)
+  return out[0], out[1]
+
+
+# --- multi-view outlier sets ----------------------------------------------------------------------
+def _digits_views() -> tuple[list[np.ndarray], np.ndarray]:
   """scikit-learn digits as two views: the 64 pixels, and 8 row sums + 8 column sums + the 16
   means of 2x2 blocks (each view min-max normalised over the whole matrix, as the official code)."""
   from ml_pipelines.data import digits
@@ -73,65 +92,71 @@ def _digits_views() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   v2 = np.concatenate([images.sum(2), images.sum(1), pooled], axis=1)
   v1 = images.reshape(len(images), 64)
   norm = lambda v: (v - v.min()) / (v.max() - v.min())
-  return norm(v1), norm(v2), labels
+  return [norm(v1), norm(v2)], labels
 
 
 def _generated_views(n: int, classes: int, rng: np.random.Generator):
-  """Class clusters seen through two random non-linear maps (dims 20 and 12), squashed to [0, 1]."""
+  """Class clusters seen through three random non-linear maps (dims 20, 12, 16), squashed to
+  [0, 1]; the third map comes from a spawned generator, so the first two views (and the draws
+  after them) are the same whichever views are used."""
   labels = rng.integers(0, classes, n)
   centres = rng.normal(size=(classes, 8)) * 2.0
   latent = centres[labels] + 0.5 * rng.normal(size=(n, 8))
-  v1 = 1 / (1 + np.exp(-np.tanh(latent @ rng.normal(size=(8, 20))) * 2))
-  v2 = 1 / (1 + np.exp(-np.tanh(latent @ rng.normal(size=(8, 12))) * 2))
-  return v1, v2, labels
+  third = rng.spawn(1)[0].normal(size=(8, 16))
+  views = [1 / (1 + np.exp(-np.tanh(latent @ m) * 2))
+           for m in (rng.normal(size=(8, 20)), rng.normal(size=(8, 12)), third)]
+  return views, labels
 
 
 @functools.lru_cache(maxsize=4)
-def two_view_outlier_arrays(source: str, seed: int, rates: tuple[float, float, float],
-                            missing_rate: float, num_samples: int = 600, data_dir: str = "",
-                            views: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
-  """The views corrupted by the official protocol (`multiview_outliers.corrupt`; `rates`: class,
-  attribute, class-attribute outliers), rows of a missing view zeroed. `source`: `digits`,
-  `generated` or a benchmark of `multiview_mat` read from `data_dir` (`views`: which two)."""
+def outlier_view_arrays(source: str, seed: int, rates: tuple[float, float, float],
+                        missing_rate: float, num_samples: int = 600, data_dir: str = "",
+                        views: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+  """The chosen views corrupted by the official protocol (`multiview_outliers.corrupt`; `rates`:
+  class, attribute, class-attribute outliers), rows of a missing view zeroed: `x1..xV`,
+  `present1..presentV`, `outlier`, `label`. `source`: `digits` (2 views), `generated` (3 views)
+  or a benchmark of `multiview_mat` read from `data_dir`; `views`: which of them (default: the
+  official ones for a benchmark, the first two otherwise)."""
   from ml_pipelines.data import multiview_mat, multiview_outliers
   rng = np.random.default_rng(seed)
   if source == "digits":
-    v1, v2, labels = _digits_views()
+    every, labels = _digits_views()
   elif source == "generated":
-    v1, v2, labels = _generated_views(num_samples, 6, rng)
+    every, labels = _generated_views(num_samples, 6, rng)
   elif source in multiview_mat.FILES:
     every, labels = multiview_mat.load_views(source, data_dir)
-    a, b = views or multiview_mat.OFFICIAL_VIEWS[source]
-    v1, v2 = every[a], every[b]
   else:
-    raise ValueError(f"Unknown two-view source {source!r}; 'digits', 'generated' or one of "
+    raise ValueError(f"Unknown multi-view source {source!r}; 'digits', 'generated' or one of "
                      f"{', '.join(multiview_mat.FILES)}.")
-  (x1, x2), present, outlier, _ = multiview_outliers.corrupt(
-      [v1, v2], labels, rng, missing_rate=missing_rate, class_rate=rates[0],
+  views = views or multiview_mat.OFFICIAL_VIEWS.get(source, (0, 1))
+  if len(views) < 2 or max(views) >= len(every):
+    raise ValueError(f"views={views}: {source} has {len(every)} views; choose two or more.")
+  xs, present, outlier, _ = multiview_outliers.corrupt(
+      [every[v] for v in views], labels, rng, missing_rate=missing_rate, class_rate=rates[0],
       attribute_rate=rates[1], attribute_class_rate=rates[2])
-  check_views([x1, x2], present)
+  check_views(xs, present)
   present = present.astype(bool)
-  return {"x1": x1.astype(np.float32), "x2": x2.astype(np.float32),
-          "present1": present[:, 0], "present2": present[:, 1], "outlier": outlier,
-          "label": labels.astype(np.int32)}
+  out = {f"x{i + 1}": x.astype(np.float32) for i, x in enumerate(xs)}
+  out.update({f"present{i + 1}": present[:, i] for i in range(len(xs))})
+  return {**out, "outlier": outlier, "label": labels.astype(np.int32)}
 
 
 def _register():
   from ml_pipelines import data
 
-  @data.register("two_view_outliers")
-  def two_view_outliers(config, split: str) -> data.Dataset:
+  @data.register("multiview_outliers")
+  def multiview_outliers(config, split: str) -> data.Dataset:
     """Transductive: every split is the whole corrupted set (outlier detection scores the data it
     trains on)."""
     del split
-    arrays = two_view_outlier_arrays(config.source, int(config.get("data_seed", 0)),
-                                     tuple(config.outlier_rates), float(config.missing_rate),
-                                     int(config.get("num_samples", 600)),
-                                     config.get("data_dir", ""),
-                                     tuple(config.views) if config.get("views") else None)
+    arrays = outlier_view_arrays(config.source, int(config.get("data_seed", 0)),
+                                 tuple(config.outlier_rates), float(config.missing_rate),
+                                 int(config.get("num_samples", 600)), config.get("data_dir", ""),
+                                 tuple(config.views) if config.get("views") else None)
+    dims = tuple(v.shape[1] for k, v in arrays.items() if k.startswith("x"))
     return data.Dataset(source=data.ArraySource(arrays),
                         element_spec=data.spec_of({k: v[0] for k, v in arrays.items()}),
-                        info={"dims": (arrays["x1"].shape[1], arrays["x2"].shape[1])})
+                        info={"dims": dims})
 
 
 _register()

@@ -25,7 +25,7 @@ FILES = {"scene15": "Scene-15.mat", "landuse21": "LandUse-21.mat",
          "caltech101_20": "Caltech101-20.mat", "caltech101": "Caltech101.mat",
          "handwritten": "handwritten.mat", "fashion": "Fashion.mat", "bdgp": "bdgp.npz"}
 OFFICIAL_VIEWS = {"scene15": (0, 1), "landuse21": (1, 2), "fashion": (0, 1), "bdgp": (0, 1),
-                  "caltech101_20": (0, 1), "caltech101": (0, 1), "handwritten": (0, 1)}
+                  "caltech101_20": (0, 1), "caltech101": (0, 1), "handwritten": (0, 1, 2, 3, 4, 5)}
 
 
 def _dense(x) -> np.ndarray:

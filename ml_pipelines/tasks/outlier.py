@@ -1,5 +1,13 @@
 """RCPMOD training and scoring (regularized contrastive partial multi-view outlier detection, ACM MM
-2024, arXiv 2408.07819; official code 180400518/RCPMOD `model.py`, `run.py`), two views.
+2024, arXiv 2408.07819; official code 180400518/RCPMOD `model.py`, `run.py`).
+
+Views come in pairs. With V views the official `run.py` trains the C(V, 2) pairs one after another
+(itertools order), each for the full schedule with a fresh Adam, the per-view autoencoders carried
+from pair to pair: here one stage per pair (`config.stages`, `reset_optimizer`), the stage's index
+naming its pair. Each pair trains and scores the samples having at least one of its two views; its
+tables, memory and epoch counter start afresh with the stage. A pair's scores are kept in `extra`
+(`pair_scores`) when its stage ends, and the final score of a sample is the mean of its scores over
+the pairs covering it (`mean_over_pairs`). Below, views 1 and 2 are the pair's two views.
 
 Per batch (z = encoder output, ẑ = z / ||z||, τ = 0.5), as the official training loop computes it:
   L = L_rec + w_con L_con + w_knn L_knn + w(epoch) (L_trip + L_uni)
@@ -25,10 +33,16 @@ Scores (`evaluate`): missing-view latents completed from the k neighbours, the a
 fused as `R_w minmax(attr) + minmax(contr)`; ROC-AUC against the injected outliers. `score` selects
 `fused` (RCPMOD), `attribute` (reconstruction-only baseline) or `contrastive`.
 
-Differences from the official code: batches follow the trainer's shuffled epochs (the official
-order is one fixed `random_state=1` shuffle and keeps the last partial batch).
+Differences from the official code: batches follow the trainer's shuffled epochs over the whole
+set (the official order is one fixed `random_state=1` shuffle of the pair's samples and keeps the
+last partial batch; samples having neither view of the pair are masked out of every term here);
+the mean over pairs takes the pairs covering a sample, where the official code averages a row's
+non-zero pair scores (the same unless a covered sample's fused score is exactly 0, the minimum of
+both terms, which the official code then drops).
 """
 from __future__ import annotations
+
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +75,30 @@ def warmup_weight(epoch, warmup_max: float, w2: float, schedule_epoch: int):
                    else jnp.maximum(after, w2))
 
 
+def pair_outlier_scores(z, errors, present, knn, temperature: float, r_w: float,
+                        kind: str = "fused") -> np.ndarray:
+  """One pair's `[n]` outlier scores over the samples having at least one of its views (0 for the
+  others; the official `evaluation` on the pair's subset). `z`, `errors`, `present`, `knn`: the
+  two views' latents `[n, l]`, reconstruction errors `[n]`, presence flags `[n]` and neighbour
+  tables `[n, k]` (whole-set ids). A missing view's latent is the mean latent of its neighbours."""
+  covered = np.flatnonzero(present[0] | present[1])
+  p = [np.asarray(f, bool)[covered] for f in present]
+  c = [np.where(f[:, None], zv[covered], zv[t[covered]].mean(1)) for zv, t, f in zip(z, knn, p)]
+  attribute = np.asarray(rcpmod.attribute_scores([e[covered] for e in errors], p))
+  contrastive = np.asarray(ol.nt_xent_scores(_normalise(jnp.asarray(c[0])),
+                                             _normalise(jnp.asarray(c[1])), temperature))
+  score = {"attribute": lambda: attribute, "contrastive": lambda: contrastive,
+           "fused": lambda: np.asarray(rcpmod.fused_scores(attribute, contrastive, r_w))}[kind]()
+  out = np.zeros(len(present[0]), np.float64)
+  out[covered] = score
+  return out
+
+
+def mean_over_pairs(scores: np.ndarray, covered: np.ndarray) -> np.ndarray:
+  """`[n]` mean of each sample's pair scores `[n, P]` over the pairs covering it `[n, P]`."""
+  return np.sum(np.where(covered, scores, 0.0), 1) / np.maximum(covered.sum(1), 1)
+
+
 @tasks.register("rcpmod")
 class RCPMODTask(Task):
   OPTIONS = frozenset({"k", "pool", "temperature", "w_con", "w_knn", "w2", "warmup_max",
@@ -90,30 +128,52 @@ class RCPMODTask(Task):
       raise ValueError(f"score must be 'fused', 'attribute' or 'contrastive', not {self.score!r}.")
     self.memory_rows = (int(np.ceil(self.memory_ratio * config.batch_size)) if self.memory_size
                         else 0)
+    self.num_views = len(config.model.archs)
+    self.pairs = list(itertools.combinations(range(self.num_views), 2))
+    stages = len(config.get("stages", ()) or [None])
+    if stages != len(self.pairs):
+      raise ValueError(f"RCPMOD trains the view pairs one after another, one stage each: "
+                       f"{self.num_views} views make {len(self.pairs)} pairs, but the run "
+                       f"has {stages} stage(s) (configs/outlier/rcpmod.py builds them).")
+    self._functions = {}
+
+  @property
+  def pair_index(self) -> int:
+    return self.stage.index if self.stage is not None else 0
+
+  @property
+  def pair(self) -> tuple[int, int]:
+    return self.pairs[self.pair_index]
 
   # --- data ---------------------------------------------------------------------------------------
   def _arrays(self, env):
-    source = env.dataset(self.config.data.train_split).source
-    return {k: np.asarray(source.arrays[k]) for k in ("x1", "x2", "present1", "present2")}
+    """The pair's whole views and presence flags (`x1`, `x2`, `present1`, `present2`)."""
+    arrays = env.dataset(self.config.data.train_split).source.arrays
+    out = {}
+    for j, v in enumerate(self.pair):
+      out[f"x{j + 1}"] = np.asarray(arrays[f"x{v + 1}"])
+      out[f"present{j + 1}"] = np.asarray(arrays[f"present{v + 1}"], bool)
+    return out
 
   def constants(self, env):
     """The whole views: neighbours' and memory rows' inputs are read from them."""
-    a = self._arrays(env)
-    return {"all_x1": a["x1"], "all_x2": a["x2"]}
+    arrays = env.dataset(self.config.data.train_split).source.arrays
+    return {f"all_x{v + 1}": np.asarray(arrays[f"x{v + 1}"])
+            for v in range(self.num_views)}
 
   def steps_per_epoch(self, env) -> int:
     return len(env.dataset(self.config.data.train_split).source) // self.config.batch_size
 
-  def _tables(self, a, z1, z2, epoch: int, rng: np.random.Generator, previous=None):
+  def _tables(self, a, z1, z2, epoch: int, rng: np.random.Generator, previous):
     """Latent kNN tables (epoch % change_knn_epoch == 0), negatives (epoch % change_neg_epoch ==
     0) and positives (every epoch) for `epoch`; the rest kept from `previous`."""
-    out = dict(previous or {})
+    out = dict(previous)
     p1, p2 = a["present1"], a["present2"]
-    if "knn1" not in out or epoch % self.change_knn_epoch == 0:
-      out["knn1"], out["knn2"] = multiview.knn_tables(z1, z2, p1, p2, self.k, self.pool)
-    if "neg1" not in out or epoch % self.change_neg_epoch == 0:
+    if epoch % self.change_knn_epoch == 0:
+      out["knn1"], out["knn2"] = multiview.pair_knn_tables(z1, z2, p1, p2, self.k, self.pool)
+    if epoch % self.change_neg_epoch == 0:
       pool = max(self.pool or 40, 2 * self.neg_rank)  # room for the missing views' borrowing
-      n1, n2 = multiview.knn_tables(z1, z2, p1, p2, self.neg_rank, pool)
+      n1, n2 = multiview.pair_knn_tables(z1, z2, p1, p2, self.neg_rank, pool)
       out["neg1"], out["neg2"] = n1[:, -1], n2[:, -1]
     pick = rng.integers(0, self.k, (2, len(p1)))
     rows = np.arange(len(p1))
@@ -121,31 +181,42 @@ class RCPMODTask(Task):
     return {k: np.asarray(v, np.int32) for k, v in out.items()}
 
   def init_extra(self, env, rng, params):
-    a = self._arrays(env)
-    ori1, ori2 = multiview.knn_tables(a["x1"], a["x2"], a["present1"], a["present2"], self.k,
-                                      self.pool)
-    tables = self._tables(a, a["x1"], a["x2"], 0, self._rng(0), {"ori1": ori1, "ori2": ori2})
-    m = max(self.memory_rows, 1)
-    s = max(self.memory_size, 1)
-    return {**{k: jnp.asarray(v) for k, v in tables.items()},
-            "epoch": jnp.zeros((), jnp.int32),
-            "memory1": jnp.zeros((s, m, a["x1"].shape[1]), jnp.float32),
-            "memory2": jnp.zeros((s, m, a["x2"].shape[1]), jnp.float32),
-            "memory_count": jnp.zeros((), jnp.int32), "memory_next": jnp.zeros((), jnp.int32)}
+    """Zeros of the right shapes; `start_stage` fills in the pair's tables."""
+    n = len(env.dataset(self.config.data.train_split).source)
+    table = jnp.zeros((n, self.k), jnp.int32)
+    column = jnp.zeros((n,), jnp.int32)
+    return {"ori1": table, "ori2": table, "knn1": table, "knn2": table, "neg1": column,
+            "neg2": column, "pos1": column, "pos2": column, "epoch": jnp.zeros((), jnp.int32),
+            "memory": jnp.zeros((max(self.memory_size, 1), max(self.memory_rows, 1)), jnp.int32),
+            "memory_count": jnp.zeros((), jnp.int32), "memory_next": jnp.zeros((), jnp.int32),
+            "pair_scores": jnp.zeros((n, len(self.pairs)), jnp.float32)}
 
   def _rng(self, epoch: int) -> np.random.Generator:
     return np.random.default_rng([int(self.config.seed), 7, int(epoch)])
 
   # --- per-epoch refresh ----------------------------------------------------------------------
-  @staticmethod
-  def latents(model, batch):
-    return {"z1": model.views[0].encode(batch["x1"]), "z2": model.views[1].encode(batch["x2"])}
+  def _function(self, name: str):
+    """The pair's jitted-by-`env.predict` function `name` (one object per task, so it compiles
+    once): `latents` (z1, z2) or `outputs` (latents, reconstruction errors, outlier flags)."""
+    if name not in self._functions:
+      a, b = self.pair
 
-  def _refresh(self, env, state, epoch: int):
+      def latents(model, batch):
+        return {"z1": model.views[a].encode(batch[f"x{a + 1}"]),
+                "z2": model.views[b].encode(batch[f"x{b + 1}"])}
+
+      def outputs(model, batch):
+        z1, e1 = _reconstruction_errors(model.views[a], batch[f"x{a + 1}"])
+        z2, e2 = _reconstruction_errors(model.views[b], batch[f"x{b + 1}"])
+        return {"z1": z1, "z2": z2, "e1": e1, "e2": e2, "outlier": batch["outlier"]}
+      self._functions.update(latents=latents, outputs=outputs)
+    return self._functions[name]
+
+  def _refresh(self, env, state, epoch: int, extra=None):
     a = self._arrays(env)
-    z = env.predict(state, self.latents, split=self.config.data.train_split)
+    z = env.predict(state, self._function("latents"), split=self.config.data.train_split)
     order = np.argsort(z["index"])
-    extra = dict(state["extra"])
+    extra = dict(extra or state["extra"])
     previous = {k: np.asarray(v) for k, v in extra.items()
                 if k in ("ori1", "ori2", "knn1", "knn2", "neg1", "neg2")}
     tables = self._tables(a, z["z1"][order], z["z2"][order], epoch, self._rng(epoch), previous)
@@ -156,100 +227,108 @@ class RCPMODTask(Task):
     return state
 
   def start_stage(self, env, state, stage):
-    """Epoch 0: the latent tables and negatives from the untrained encoder, as the official loop."""
-    if int(state["extra"]["epoch"]) == 0:
-      return self._refresh(env, state, 0)
-    return state
+    """A pair starts: input-space neighbour tables (the positives' pool), an empty memory, epoch
+    0 with the latent tables and negatives from the encoders as they are (the official loop)."""
+    a = self._arrays(env)
+    ori1, ori2 = multiview.pair_knn_tables(a["x1"], a["x2"], a["present1"], a["present2"],
+                                           self.k, self.pool)
+    extra = dict(state["extra"])
+    extra.update(ori1=jnp.asarray(ori1, jnp.int32), ori2=jnp.asarray(ori2, jnp.int32),
+                 memory=jnp.zeros_like(extra["memory"]),
+                 memory_count=jnp.zeros((), jnp.int32), memory_next=jnp.zeros((), jnp.int32))
+    return self._refresh(env, state, 0, extra)
 
   def after_step(self, env, state, step):
-    epoch, within = divmod(int(step), self.steps_per_epoch(env))
-    if within or int(step) >= self.config.total_steps:
+    step = int(step)
+    if step == self.stage.end and self.pair_index < len(self.pairs) - 1:
+      extra = dict(state["extra"])  # the finished pair's scores, kept for the final mean
+      extra["pair_scores"] = extra["pair_scores"].at[:, self.pair_index].set(
+          self.scores(env, state, pairs=False)[0])
+      return {**state, "extra": jax.device_put(extra, sharding.replicated(env.mesh))}
+    epoch, within = divmod(step - self.stage.start, self.steps_per_epoch(env))
+    if within or step >= self.stage.end:
       return state
     return self._refresh(env, state, epoch)
 
   # --- training -----------------------------------------------------------------------------------
   def loss(self, model, batch, rng, extra, step):
-    ae1, ae2 = model.views[0], model.views[1]
-    x1, x2, idx = batch["x1"], batch["x2"], batch["index"]
-    p1, p2 = batch["present1"].astype(bool), batch["present2"].astype(bool)
+    a, b = self.pair
+    ae1, ae2 = model.views[a], model.views[b]
+    x1, x2, idx = batch[f"x{a + 1}"], batch[f"x{b + 1}"], batch["index"]
+    p1, p2 = batch[f"present{a + 1}"].astype(bool), batch[f"present{b + 1}"].astype(bool)
     if "mask" in batch:
       p1, p2 = p1 & batch["mask"].astype(bool), p2 & batch["mask"].astype(bool)
     real = p1 | p2
-    all1, all2 = batch["all_x1"], batch["all_x2"]
+    all1, all2 = batch[f"all_x{a + 1}"], batch[f"all_x{b + 1}"]
     z1, e1 = _reconstruction_errors(ae1, x1)
     z2, e2 = _reconstruction_errors(ae2, x2)
     l_rec = jnp.mean(e1, where=p1) + jnp.mean(e2, where=p2)
     epoch = extra["epoch"]
-    imputed = epoch >= self.impute_from
-    c1 = jnp.where(imputed, rcpmod.complete(ae1, z1, all1, extra["knn1"][idx], p1), z1)
-    c2 = jnp.where(imputed, rcpmod.complete(ae2, z2, all2, extra["knn2"][idx], p2), z2)
-    valid = jnp.where(imputed, real, p1 & p2)
-    memory = memory_valid = None
-    if self.memory_size:
-      s, m = extra["memory1"].shape[:2]
-      memory = (_normalise(ae1.encode(extra["memory1"].reshape(s * m, -1))),
-                _normalise(ae2.encode(extra["memory2"].reshape(s * m, -1))))
-      memory_valid = jnp.repeat(jnp.arange(s) < extra["memory_count"], m)
-    l_con = ol.nt_xent(_normalise(c1), _normalise(c2), self.temperature, memory, valid,
-                       memory_valid)
-    l_knn = jnp.zeros(())
+    l_con = l_knn = l_trip = l_uni = jnp.zeros(())  # terms of weight 0 are not computed
+    if self.w_con:
+      imputed = epoch >= self.impute_from
+      c1 = jnp.where(imputed, rcpmod.complete(ae1, z1, all1, extra["knn1"][idx], p1), z1)
+      c2 = jnp.where(imputed, rcpmod.complete(ae2, z2, all2, extra["knn2"][idx], p2), z2)
+      memory = memory_valid = None
+      if self.memory_size:
+        s, m = extra["memory"].shape
+        rows = extra["memory"].reshape(s * m)
+        memory = (_normalise(ae1.encode(all1[rows])), _normalise(ae2.encode(all2[rows])))
+        memory_valid = jnp.repeat(jnp.arange(s) < extra["memory_count"], m)
+      l_con = ol.nt_xent(_normalise(c1), _normalise(c2), self.temperature, memory,
+                         jnp.where(imputed, real, p1 & p2), memory_valid)
     if self.w_knn:
       n1 = _normalise(ae1.encode(all1[extra["knn1"][idx]]))
       n2 = _normalise(ae2.encode(all2[extra["knn2"][idx]]))
       l_knn = jnp.mean(jnp.stack([ol.nt_xent(n1[:, j], n2[:, j], self.temperature, valid=real)
                                   for j in range(self.k)]))
     w = warmup_weight(epoch, self.warmup_max, self.w2, self.schedule_epoch)
-    l_trip = (ol.triplet(z1, ae1.encode(all1[extra["pos1"][idx]]),
-                         ae1.encode(all1[extra["neg1"][idx]]), where=p1)
-              + ol.triplet(z2, ae2.encode(all2[extra["pos2"][idx]]),
-                           ae2.encode(all2[extra["neg2"][idx]]), where=p2))
-    l_uni = ol.spreading(z1, where=p1) + ol.spreading(z2, where=p2)
+    if self.warmup_max or self.w2:
+      l_trip = (ol.triplet(z1, ae1.encode(all1[extra["pos1"][idx]]),
+                           ae1.encode(all1[extra["neg1"][idx]]), where=p1)
+                + ol.triplet(z2, ae2.encode(all2[extra["pos2"][idx]]),
+                             ae2.encode(all2[extra["neg2"][idx]]), where=p2))
+      l_uni = ol.spreading(z1, where=p1) + ol.spreading(z2, where=p2)
     total = l_rec + self.w_con * l_con + self.w_knn * l_knn + w * (l_trip + l_uni)
-    new_extra = self._push_memory(extra, x1, x2, z1, z2, p1 & p2) if self.memory_size else extra
+    new_extra = self._push_memory(extra, idx, z1, z2, p1 & p2) if self.memory_size else extra
     metrics = {"rec": l_rec, "con": l_con, "knn": l_knn, "trip": l_trip, "uni": l_uni,
                "warmup": w}
     return total, {"metrics": metrics, "extra": new_extra}
 
-  def _push_memory(self, extra, x1, x2, z1, z2, both):
-    """FIFO write of the raw inputs of the least cross-view-similar samples (both views present)."""
+  def _push_memory(self, extra, idx, z1, z2, both):
+    """FIFO write of the least cross-view-similar samples (both views present); the memory holds
+    their ids, their raw inputs being rows of the constant views."""
     sim = jnp.sum(_normalise(z1) * _normalise(z2), axis=-1)
     sim = jax.lax.stop_gradient(jnp.where(both, sim, jnp.inf))
     _, low = jax.lax.top_k(-sim, self.memory_rows)
     slot = extra["memory_next"]
     extra = dict(extra)
-    extra["memory1"] = extra["memory1"].at[slot].set(x1[low])
-    extra["memory2"] = extra["memory2"].at[slot].set(x2[low])
+    extra["memory"] = extra["memory"].at[slot].set(idx[low].astype(jnp.int32))
     extra["memory_next"] = (slot + 1) % self.memory_size
     extra["memory_count"] = jnp.minimum(extra["memory_count"] + 1, self.memory_size)
     return extra
 
   # --- scoring ------------------------------------------------------------------------------------
-  @staticmethod
-  def outputs(model, batch):
-    z1, e1 = _reconstruction_errors(model.views[0], batch["x1"])
-    z2, e2 = _reconstruction_errors(model.views[1], batch["x2"])
-    return {"z1": z1, "z2": z2, "e1": e1, "e2": e2, "outlier": batch["outlier"]}
-
-  def scores(self, env, state) -> tuple[np.ndarray, np.ndarray]:
-    """(`[n]` outlier scores, `[n]` 0/1 outlier flags) over the whole set."""
+  def scores(self, env, state, pairs: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(`[n]` outlier scores, `[n]` 0/1 outlier flags) over the whole set: the current pair's
+    scores, or with `pairs` their mean with those of the pairs trained before it."""
     a = self._arrays(env)
-    out = env.predict(state, self.outputs, split=self.config.data.eval_split)
-    order = np.argsort(out["index"])
-    o = {k: v[order] for k, v in out.items()}
-    p1, p2 = a["present1"], a["present2"]
-    knn1, knn2 = np.asarray(state["extra"]["knn1"]), np.asarray(state["extra"]["knn2"])
-    c1 = np.where(p1[:, None], o["z1"], o["z1"][knn1].mean(1))
-    c2 = np.where(p2[:, None], o["z2"], o["z2"][knn2].mean(1))
-    attribute = np.asarray(rcpmod.attribute_scores((o["e1"], o["e2"]), (p1, p2)))
-    contrastive = np.asarray(ol.nt_xent_scores(_normalise(jnp.asarray(c1)),
-                                               _normalise(jnp.asarray(c2)), self.temperature))
-    if self.score == "attribute":
-      score = attribute
-    elif self.score == "contrastive":
-      score = contrastive
-    else:
-      score = np.asarray(rcpmod.fused_scores(attribute, contrastive, self.r_w))
-    return score, o["outlier"]
+    out = env.predict(state, self._function("outputs"), split=self.config.data.eval_split)
+    o = {k: v[np.argsort(out["index"])] for k, v in out.items()}
+    knn = [np.asarray(state["extra"]["knn1"]), np.asarray(state["extra"]["knn2"])]
+    current = pair_outlier_scores((o["z1"], o["z2"]), (o["e1"], o["e2"]),
+                                  (a["present1"], a["present2"]), knn, self.temperature, self.r_w,
+                                  self.score)
+    if not pairs:
+      return current, o["outlier"]
+    arrays = env.dataset(self.config.data.train_split).source.arrays
+    stored = np.asarray(state["extra"]["pair_scores"], np.float64).copy()
+    stored[:, self.pair_index] = current
+    covered = np.stack([np.asarray(arrays[f"present{u + 1}"], bool)
+                        | np.asarray(arrays[f"present{v + 1}"], bool)
+                        for u, v in self.pairs], 1)
+    covered[:, self.pair_index + 1:] = False  # pairs not trained yet
+    return mean_over_pairs(stored, covered), o["outlier"]
 
   def evaluate(self, env, state):
     score, flags = self.scores(env, state)

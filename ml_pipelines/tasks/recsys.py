@@ -19,6 +19,8 @@ items, over the users holding such items out. With `candidates = K` (at least ma
 largest training set), evaluation keeps only each user's top K items, found per item shard
 (`item_shards`, the row shards of the item table) and merged (`DPCML.top_items`), and reports
 P/R/NDCG@k: the full `[U, N]` score matrix is never formed.
+
+`bpr_recsys` is the matrix-factorisation baseline (MF-BPR) on the same data, tables and evaluation.
 """
 from __future__ import annotations
 
@@ -77,6 +79,29 @@ class MetricLearningRecsys(Task):
       minority = np.isin(info["item_category"], info["minority"])
       metrics["minority_R@10"] = subset_recall(out["scores"], train_mask, test_mask & minority, 10)
     return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+
+
+@tasks.register("bpr_recsys")
+class BprRecsys(MetricLearningRecsys):
+  """The matrix-factorisation baseline trained by BPR (Rendle et al., UAI 2009) on the same
+  triplets, tables and evaluation as the metric-learning task (`matrix_factorization` model):
+
+      Σ_batch -log σ(s(u, v+) - s(u, v-))  +  (λ/2) Σ_batch (||p_u||² + ||q_v+||² + ||q_v-||²)
+
+  with `s(u, v) = p_u · q_v` and λ = `l2`. The L2 term is BPR-Opt's `λ ||Θ||²` taken, as LearnBPR's
+  stochastic step takes it, on the rows each triplet touches, so its gradient per triplet is
+  `λ θ` on those rows (and the lookups stay shard-local: no all-table term). With `[B, S]`
+  negatives every negative is a triplet of its own."""
+  OPTIONS = frozenset({"l2", "ks", "candidates", "item_shards"})
+
+  def loss(self, model, batch, rng, extra, step):
+    users, pos, neg = (model.users(batch["user"]), model.items(batch["pos"]),
+                       model.items(batch["neg"]))
+    bpr = jnp.sum(losses.bpr(jnp.sum(users * pos, -1), jnp.einsum("bd,b...d->b...", users, neg)))
+    shared = jnp.sum(jnp.square(users) + jnp.square(pos), -1)                 # [B]
+    per_triplet = shared.reshape(-1, *[1] * (neg.ndim - 2)) + jnp.sum(jnp.square(neg), -1)
+    l2 = 0.5 * self.option("l2", 0.0025) * jnp.sum(per_triplet)
+    return bpr + l2, {"metrics": {"bpr": bpr, "l2": l2}}
 
 
 def top_k_metrics(top_scores, top_items, train_mask, test_mask, ks) -> dict[str, float]:
