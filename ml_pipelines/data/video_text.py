@@ -15,10 +15,11 @@ CLIP4Clip's loaders read, ArrowLuo/CLIP4Clip `dataloaders/`); frames from the Ar
 Options: data_dir, ann_dir, num_frames (12), train_sampling (uniform | headtail), pad_short (False),
 tokenizer (clip | words), max_words (32).
 
-Grounding (STVG): `hcstvg` (HC-STVG v1, splits train/test), `hcstvg2` (v2, train/val): records
-written by `python -m ml_pipelines.prep.video --grounding=hcstvg` (frames at 5 fps, at most
-`max_frames`, with the box of each frame and the sentence). Options: data_dir, num_frames,
-tokenizer, max_words.
+Grounding (STVG): `hcstvg` (HC-STVG v1, splits train/test), `hcstvg2` (v2, train/val) and
+`vidstg` (VidSTG on VidOR, train/val/test; one example per sentence, declarative and
+interrogative): records written by `python -m ml_pipelines.prep.video --grounding=<name>` (frames
+at 5 fps, at most `max_frames`, with the box of each frame and the sentence; VidSTG's sentences
+point at shared segment clips). Options: data_dir, num_frames, tokenizer, max_words.
 
 Embedded: `moving_shapes_retrieval` (train 2000 / test 500 videos; every caption of a video is a
 pair; options frames, size, train_size, test_size, seed, num_frames, train_sampling, max_words) and
@@ -199,7 +200,7 @@ def _grounding_builder(name, splits):
       raise ValueError(f"{name} has splits {splits}, not {split!r}.")
     d = config.get("data_dir", f"data/{name}")
     hint = (f"python -m ml_pipelines.prep.video --grounding={name} --videos_dir=RAW/video "
-            f"--ann_dir=RAW/anno --out_dir={d}")
+            f"--ann_dir={'TUBEDETR_VIDSTG_ANN' if name == 'vidstg' else 'RAW/anno'} --out_dir={d}")
     source = records.RecordSource(d, split, prepare_hint=hint)
     with open(os.path.join(d, f"{split}.json")) as f:
       meta = json.load(f)
@@ -212,9 +213,12 @@ def _grounding_builder(name, splits):
       with open(os.path.join(d, "train.json")) as f:
         train_texts = json.load(f)["captions"]
 
+    clips = records.RecordSource(d, meta["clips"], prepare_hint=hint) if "clips" in meta else None
+
     def example(i):
       r = source[i]
-      return video_lib.grounding_example(r["frames"], r["boxes"], r["box_mask"], num,
+      frames = clips[int(r["clip"])]["frames"] if clips is not None else r["frames"]
+      return video_lib.grounding_example(frames, r["boxes"], r["box_mask"], num,
                                          f"{name} {split} video {meta['ids'][i]!r}")
     return video_lib.grounding_split(len(source), example,
                                      video_lib.tokenizer(kind, words, train_texts), texts,
@@ -225,3 +229,4 @@ def _grounding_builder(name, splits):
 
 data.register("hcstvg")(_grounding_builder("hcstvg", ("train", "test")))
 data.register("hcstvg2")(_grounding_builder("hcstvg2", ("train", "val")))
+data.register("vidstg")(_grounding_builder("vidstg", ("train", "val", "test")))
