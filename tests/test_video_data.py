@@ -56,6 +56,20 @@ def test_moving_shapes_deterministic_and_consistent():
     assert len(v["qa"]) >= len(v["objects"])
 
 
+def test_moving_shapes_default_videos_stay_the_same():
+  """The videos other families read (video QA) are pinned; `objects` only narrows the count."""
+  import hashlib
+  for hard, digest, captions in [
+      (False, "defefda6441a3471", ["a yellow triangle moves up", "a white triangle moves right",
+                                   "a red square moves left"]),
+      (True, "2fde129171dc5c65", ["a green circle stays still", "a green circle moves down"])]:
+    v = moving_shapes.video(0, "train", 5, hard=hard)
+    assert hashlib.sha256(v["frames"].tobytes()).hexdigest()[:16] == digest
+    assert v["captions"] == captions
+  assert {len(moving_shapes.video(0, "test", i, objects=(2, 2))["objects"])
+          for i in range(10)} == {2}
+
+
 def test_retrieval_layout_and_bit_exact_resume():
   train = data.get("moving_shapes_retrieval")(MS, "train")
   gallery = data.get("moving_shapes_retrieval")(MS, "test")

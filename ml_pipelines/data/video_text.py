@@ -22,7 +22,8 @@ at 5 fps, at most `max_frames`, with the box of each frame and the sentence; Vid
 point at shared segment clips). Options: data_dir, num_frames, tokenizer, max_words.
 
 Embedded: `moving_shapes_retrieval` (train 2000 / test 500 videos; every caption of a video is a
-pair; options frames, size, train_size, test_size, seed, num_frames, train_sampling, max_words) and
+pair; options frames, size, train_size, test_size, seed, num_frames, train_sampling, max_words,
+min_objects, max_objects) and
 `moving_shapes_grounding` (one example per object of each video, the sentence naming it; the tube
 is the object's motion interval; `hard=True`: two objects of every video look the same and the
 sentence names the one with the given motion).
@@ -42,7 +43,8 @@ from ml_pipelines.data import moving_shapes, records
 from ml_pipelines.data import video as video_lib
 
 MS_DEFAULTS = dict(frames=8, size=32, train_size=2000, test_size=500, seed=0, num_frames=8,
-                   train_sampling="uniform", max_words=12, hard=False)
+                   train_sampling="uniform", max_words=12, hard=False, min_objects=2,
+                   max_objects=3)
 REAL_SPLITS = {"msrvtt": ("train", "test"), "didemo": ("train", "val", "test"),
                "lsmdc": ("train", "val", "test"), "msvd": ("train", "val", "test")}
 
@@ -56,9 +58,9 @@ def _base_split(split: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _shapes(seed, split, n, frames, size, hard):
-  return [moving_shapes.video(seed, split, i, frames=frames, size=size, hard=hard)
-          for i in range(n)]
+def _shapes(seed, split, n, frames, size, hard, objects):
+  return [moving_shapes.video(seed, split, i, frames=frames, size=size, hard=hard,
+                              objects=objects) for i in range(n)]
 
 
 def _ms_videos(o, split):
@@ -66,7 +68,8 @@ def _ms_videos(o, split):
   if base not in ("train", "test"):
     raise ValueError(f"moving_shapes has splits train and test, not {split!r}.")
   n = o["train_size"] if base == "train" else o["test_size"]
-  return _shapes(o["seed"], base, n, o["frames"], o["size"], bool(o["hard"]))
+  return _shapes(o["seed"], base, n, o["frames"], o["size"], bool(o["hard"]),
+                 (int(o["min_objects"]), int(o["max_objects"])))
 
 
 @data.register("moving_shapes_retrieval")
