@@ -2,23 +2,27 @@
 towers, f32 parameters), with CLIP4Clip's official meanP training step beside TMVM when a GPU and
 the official code are present.
 
-    python benchmarks/video.py --batch=32 --tmvm_frames=12 --stvg_frames=100 --steps=10
-    # CPU smoke run (reduced sizes):  --tiny --batch=2 --tmvm_frames=4 --stvg_frames=8 --steps=2
+    python benchmarks/video.py                  # GPU: batch 32, TMVM 12 frames, STVG 100 frames
+    python benchmarks/video.py --cpu            # reduced: batch 2, TMVM 4 frames, STVG 8 frames
 
-TMVM: 12 frames of 224 px through a ViT-B/32-geometry image tower (patch 32, 768 wide, 12 blocks)
-and a 12-layer, 512-wide text tower of 32 tokens (CLIP ViT-B/32's text geometry), K = 4. Until
-models/clip.py lands these are `vit_b16` (patch 32) and `bert_base` blocks of the same sizes, so
-FLOPs match CLIP ViT-B/32; the CLIP towers drop in through the model's `vision` / `text` blocks.
-STVGFormer: the HC-STVG clip at TubeDETR's 5 fps (20 s = 100 frames), 224 px, the same towers,
-6 + 6 encoder and 6 decoder layers of width 256.
-Official: CLIP4Clip (`third_party/CLIP4Clip`, ArrowLuo/CLIP4Clip; see
+Both models are the real-data configs' (`configs/video/tmvm.py:msrvtt`,
+`configs/video/stvgformer.py:hcstvg`) with their training losses (the tasks' `loss`, as the trainer
+runs it) and an AdamW step:
+- TMVM: CLIP ViT-B/32's image tower (`clip_vit_b32_visual`, models/clip.py) on every 224 px frame,
+  CLIP's text tower on 32 tokens, K = 4 prototypes; 12 frames (CLIP4Clip's MSR-VTT recipe).
+- STVGFormer: the same CLIP towers, 6 static + 6 dynamic encoder layers and 6 decoder layers of
+  width 256, on the HC-STVG clip at TubeDETR's 5 fps (20 s = 100 frames), 224 px.
+`--cpu` keeps these towers and widths and cuts the batch and the frames so a 2-core machine
+finishes in minutes. Random weights and inputs: speed does not depend on them.
+Official: CLIP4Clip (ArrowLuo/CLIP4Clip, its directory given by `--clip4clip_dir`; see
 tests/fixtures/video/make_fixtures.py) `modules/module_clip.CLIP` ViT-B/32 at random init, meanP
 similarity and CrossEn both ways, AdamW, bf16 autocast, CUDA only. TubeDETR's official step needs
-its MDETR ResNet-101 backbone weights and is not run here (noted in the output).
+its MDETR ResNet-101 backbone and RoBERTa weights and is not run (noted in the output).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -32,19 +36,20 @@ from flax import nnx
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import models  # noqa: E402
-from losses import video as vl  # noqa: E402
+from ml_pipelines import tasks  # noqa: E402
+
+CONFIGS = {"tmvm": ("tmvm", "msrvtt"), "stvg": ("stvgformer", "hcstvg")}
 
 
-def towers(args):
-  if args.tiny:
-    return (dict(name="vit_b16", embed_dim=32, depth=1, num_heads=2, patch_size=16, img_size=32,
-                 num_classes=None, drop_path=0.0, dtype="bfloat16"),
-            dict(name="bert_base", vocab_size=100, hidden_size=32, num_layers=1, num_heads=2,
-                 max_position=32, dtype="bfloat16"), 32)
-  return (dict(name="vit_b16", embed_dim=768, depth=12, num_heads=12, patch_size=32,
-               img_size=224, num_classes=None, drop_path=0.0, dtype="bfloat16"),
-          dict(name="bert_base", vocab_size=49408, hidden_size=512, num_layers=12, num_heads=8,
-               max_position=77, dtype="bfloat16"), 224)
+def real_config(which: str, frames: int):
+  """The real-data config of `which` with bf16 towers and room for `frames` frames."""
+  module, arg = CONFIGS[which]
+  c = importlib.import_module(f"configs.video.{module}").get_config(arg)
+  c.model.vision.dtype = c.model.text.dtype = "bfloat16"
+  if which == "stvg":
+    c.model.max_frames = max(c.model.max_frames, frames)
+    c.model.dropout = 0.0
+  return c
 
 
 def _step(model, loss_fn):
@@ -76,46 +81,30 @@ def _memory(step, model, tx, batch):
     return float("nan")
 
 
-def _batch(args, frames, size, words=32):
+def _batch(args, frames, size=224, words=32):
   rng = np.random.default_rng(0)
   shape = (args.batch, frames, size, size, 3)
   return {"video": jnp.asarray(rng.integers(0, 255, shape), jnp.uint8),
           "frame_mask": jnp.ones((args.batch, frames), bool),
-          "text": jnp.asarray(rng.integers(1, 99, (args.batch, words)), jnp.int32),
+          "text": jnp.asarray(rng.integers(1, 49000, (args.batch, words)), jnp.int32),
           "text_mask": jnp.ones((args.batch, words), bool)}
 
 
-def bench_tmvm(args):
-  vision, text, size = towers(args)
-  model = models.build(dict(name="tmvm", vision=vision, text=text, embed_dim=512,
-                            num_prototypes=4))
-  batch = _batch(args, args.tmvm_frames, size)
+def bench(which, args):
+  """(clips/s, compiled GiB) of one training step of `which` (`tmvm` or `stvg`)."""
+  frames = args.tmvm_frames if which == "tmvm" else args.stvg_frames
+  c = real_config(which, frames)
+  model = models.build(c.model)
+  task = tasks.get(c.task.name)(c)
+  batch = _batch(args, frames)
+  if which == "stvg":
+    batch.update(boxes=jnp.full((args.batch, frames, 4), 0.3),
+                 box_mask=jnp.ones((args.batch, frames), bool),
+                 start=jnp.zeros(args.batch, jnp.int32),
+                 end=jnp.full(args.batch, frames - 1, jnp.int32))
 
   def loss_fn(model, b):
-    sim, attn = model(b["video"], b["frame_mask"], b["text"], b["text_mask"])
-    return vl.symmetric_cross_entropy(sim) + vl.prototype_variance(attn)
-  tx, step = _step(model, loss_fn)
-  dt = _time(step, model, tx, batch, args.steps)
-  return args.batch / dt, _memory(step, model, tx, batch)
-
-
-def bench_stvg(args):
-  vision, text, size = towers(args)
-  layers = 1 if args.tiny else 6
-  model = models.build(dict(name="stvgformer", vision=vision, text=text, dim=256, heads=8,
-                            static_layers=layers, dynamic_layers=layers, decoder_layers=layers,
-                            max_frames=max(200, args.stvg_frames), dropout=0.0))
-  batch = _batch(args, args.stvg_frames, size)
-  t = args.stvg_frames
-  batch.update(boxes=jnp.full((args.batch, t, 4), 0.3), box_mask=jnp.ones((args.batch, t), bool),
-               start=jnp.zeros(args.batch, jnp.int32), end=jnp.full(args.batch, t - 1, jnp.int32))
-
-  def loss_fn(model, b):
-    out = model(b["video"], b["frame_mask"], b["text"], b["text_mask"])
-    boxes, sted = out["boxes"][-1], out["sted"][-1]
-    return (5 * vl.box_l1(boxes, b["boxes"], b["box_mask"])
-            + 2 * vl.box_giou(boxes, b["boxes"], b["box_mask"])
-            + 10 * vl.sted_kl(sted, b["start"], b["end"], b["frame_mask"]))
+    return task.loss(model, b, jax.random.key(0), None, 0)[0]
   tx, step = _step(model, loss_fn)
   dt = _time(step, model, tx, batch, args.steps)
   return args.batch / dt, _memory(step, model, tx, batch)
@@ -129,8 +118,8 @@ def bench_clip4clip(args):
     return "torch missing"
   if not torch.cuda.is_available():
     return "no CUDA device"
-  repo = os.path.join(ROOT, "third_party", "CLIP4Clip")
-  if not os.path.isdir(repo):
+  repo = args.clip4clip_dir
+  if not repo or not os.path.isdir(repo):
     return f"official code not at {repo}"
   sys.path.insert(0, repo)
   from modules.module_clip import CLIP
@@ -167,20 +156,28 @@ def bench_clip4clip(args):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--batch", type=int, default=32)
-  p.add_argument("--tmvm_frames", type=int, default=12)
-  p.add_argument("--stvg_frames", type=int, default=100)
-  p.add_argument("--steps", type=int, default=10)
-  p.add_argument("--tiny", action="store_true", help="reduced towers for a CPU run")
+  p.add_argument("--cpu", action="store_true",
+                 help="reduced run: batch 2, TMVM 4 frames, STVG 8 frames, 2 timed steps")
+  p.add_argument("--batch", type=int)
+  p.add_argument("--tmvm_frames", type=int)
+  p.add_argument("--stvg_frames", type=int)
+  p.add_argument("--steps", type=int)
+  p.add_argument("--clip4clip_dir", default=os.environ.get("CLIP4CLIP_DIR", ""))
   args = p.parse_args(argv)
-  rows = [("TMVM (ours, JAX)", *bench_tmvm(args)), ("STVGFormer (ours, JAX)", *bench_stvg(args))]
+  preset = dict(batch=2, tmvm_frames=4, stvg_frames=8, steps=2) if args.cpu else dict(
+      batch=32, tmvm_frames=12, stvg_frames=100, steps=10)
+  for k, v in preset.items():
+    if getattr(args, k) is None:
+      setattr(args, k, v)
+  rows = [("TMVM (ours, JAX)", *bench("tmvm", args)),
+          ("STVGFormer (ours, JAX)", *bench("stvg", args))]
   print(f"device: {jax.devices()[0].device_kind}; batch {args.batch}; TMVM {args.tmvm_frames} "
-        f"frames, STVG {args.stvg_frames} frames{' (tiny towers)' if args.tiny else ''}")
+        f"frames, STVG {args.stvg_frames} frames; 224 px, CLIP ViT-B/32 towers in bf16")
   print("| model | train clips/s | compiled memory (GiB) |\n|---|---:|---:|")
   for name, speed, mem in rows:
     print(f"| {name} | {speed:.2f} | {mem:.3f} |")
   print(f"| CLIP4Clip meanP (official, PyTorch) | {bench_clip4clip(args)} | |")
-  print("| TubeDETR (official) | not run: needs its MDETR ResNet-101 weights | |")
+  print("| TubeDETR (official) | not run: needs its MDETR ResNet-101 and RoBERTa weights | |")
 
 
 if __name__ == "__main__":

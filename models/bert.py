@@ -6,9 +6,11 @@ Post-LN transformer with Hugging Face `BertModel`'s structure and names (`embedd
 `output/{dense,LayerNorm}`), exact GELU, LayerNorm eps 1e-12. Layers `i >= fusion_layer` also hold
 a cross-attention block
 (`crossattention/...`, keys and values from `encoder_width`-wide visual tokens) after their
-self-attention, as ALBEF/ALPRO's XBert (salesforce/ALPRO `src/modeling/xbert.py`), so layers
-`[0, fusion_layer)` encode text alone (`mode="text"`) and the rest fuse it with video
-(`mode="fusion"`).
+self-attention, as ALBEF's XBert (salesforce/ALBEF `models/xbert.py`, matched within 1e-5 by
+tests/test_video_towers.py), so layers `[0, fusion_layer)` encode text alone (`mode="text"`) and
+the rest fuse it with video (`mode="fusion"`). ALPRO's copy of that file
+(salesforce/ALPRO `src/modeling/xbert.py`) hard-codes `has_cross_attention = False` and fuses by
+self-attention over the concatenated [text; video] tokens instead.
 
 Converter `hf_bert`: Hugging Face `BertModel` state dicts (also saved inside a task model, keys
 prefixed `bert.`); the pooler and the `position_ids` buffer are not used.

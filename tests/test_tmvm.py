@@ -165,3 +165,29 @@ def test_real_msrvtt_config_reads_the_prepared_layout(tmp_path):
   sim = np.exp(np.log(1 / 0.07)) * t @ v.T
   ce = lambda s: -np.mean(np.diag(s - np.log(np.exp(s).sum(1, keepdims=True))))  # noqa: E731
   np.testing.assert_allclose(float(loss), (ce(sim) + ce(sim.T)) / 2, rtol=1e-4)
+
+
+def test_demo_ceiling_is_the_oracle_expectation():
+  """The TMVM demo's ceiling row: R@1/5 of an oracle that scores 1 every video holding the
+  caption's object, averaged over random tie-breaking (gallery orders), equals the closed form."""
+  import argparse
+  from ml_pipelines import data
+  from ml_pipelines.evaluators import video_retrieval
+  from ml_pipelines.jobs import tmvm_demo
+  args = argparse.Namespace(steps=1, batch_size=2, lr=1e-3, objects="2,3", frames=4,
+                            train_size=2, test_size=12, depth=1)
+  c = tmvm_demo.config_for("k4", args)
+  want = tmvm_demo.ceiling(c)
+  q = data.get(c.data.name)(c.data, "test_text").source
+  texts = [tuple(q[i]["text"].tolist()) for i in range(len(q))]
+  vid = np.array([int(q[i]["video_index"]) for i in range(len(q))])
+  has = np.array([[any(t == texts[j] for j in np.flatnonzero(vid == v)) for v in range(12)]
+                  for t in texts], np.float64)
+  rng = np.random.default_rng(0)
+  got = []
+  for _ in range(3000):
+    perm, rows = rng.permutation(12), rng.permutation(len(vid))  # orders decide the ties
+    got.append(video_retrieval.text_video_metrics(has[rows][:, perm],
+                                                  np.argsort(perm)[vid[rows]]))
+  for k in want:
+    assert abs(np.mean([g[k] for g in got]) - want[k]) < 1.5, k

@@ -56,6 +56,20 @@ def test_moving_shapes_deterministic_and_consistent():
     assert len(v["qa"]) >= len(v["objects"])
 
 
+def test_moving_shapes_default_videos_stay_the_same():
+  """The videos other families read (video QA) are pinned; `objects` only narrows the count."""
+  import hashlib
+  for hard, digest, captions in [
+      (False, "defefda6441a3471", ["a yellow triangle moves up", "a white triangle moves right",
+                                   "a red square moves left"]),
+      (True, "2fde129171dc5c65", ["a green circle stays still", "a green circle moves down"])]:
+    v = moving_shapes.video(0, "train", 5, hard=hard)
+    assert hashlib.sha256(v["frames"].tobytes()).hexdigest()[:16] == digest
+    assert v["captions"] == captions
+  assert {len(moving_shapes.video(0, "test", i, objects=(2, 2))["objects"])
+          for i in range(10)} == {2}
+
+
 def test_retrieval_layout_and_bit_exact_resume():
   train = data.get("moving_shapes_retrieval")(MS, "train")
   gallery = data.get("moving_shapes_retrieval")(MS, "test")
@@ -217,3 +231,83 @@ def test_caption_files_of_didemo_lsmdc_msvd(tmp_path):
     pickle.dump({"v1": [["a", "cat"], ["the", "cat", "sits"]], "v2": [["rain"]]}, f)
   assert video_text.captions("msvd", str(tmp_path), "test")[0] == [
       ("v1", "a cat"), ("v1", "the cat sits"), ("v2", "rain")]
+
+
+def _fake_vidstg(root):
+  """VidSTG in TubeDETR's preprocessed layout over two VidOR videos stored as frame folders (10 fps
+  sources): three sentences on one segment of video 100 (two targets and a tube shorter than a
+  5 fps step) and one on video 200."""
+  frames = {"100": _frames(30, 4), "200": _frames(12, 5)}
+  for folder, vid in (("0000", "100"), ("0001", "200")):
+    os.makedirs(root / "video" / folder / vid)
+    for t, f in enumerate(frames[vid]):
+      Image.fromarray(f).save(root / "video" / folder / vid / f"{t:04d}.png")
+  seg = dict(original_video_id="100", video_path="0000/100.mp4", fps=10, width=12, height=12,
+             frame_count=30, start_frame=2, end_frame=22)
+  videos = [dict(seg, video_id=0, tube_start_frame=7, tube_end_frame=12, target_id=0,
+                 caption="the adult holds a dog", qtype="declarative"),
+            dict(seg, video_id=1, tube_start_frame=7, tube_end_frame=12, target_id=1,
+                 caption="what is held by the adult", qtype="interrogative"),
+            dict(seg, video_id=2, tube_start_frame=7, tube_end_frame=8, target_id=0,
+                 caption="a blink", qtype="declarative"),
+            dict(original_video_id="200", video_path="0001/200.mp4", fps=10, width=12, height=12,
+                 frame_count=12, start_frame=0, end_frame=12, video_id=3, tube_start_frame=0,
+                 tube_end_frame=4, target_id=5, caption="a toy falls", qtype="declarative")]
+  box = {str(f): {"bbox": [1, 2, 4 + f % 3, 5]} for f in range(30)}
+  traj = {"100": {"0": box, "1": box}, "200": {"5": box}}
+  ann = root / "ann"
+  os.makedirs(ann)
+  for split in ("train", "val", "test"):
+    with open(ann / f"{split}.json", "w") as f:
+      json.dump({"videos": videos, "trajectories": traj}, f)
+  return frames, videos, ann
+
+
+def test_prep_vidstg_follows_tubedetr_frames_and_shares_segments(tmp_path):
+  frames, videos, ann = _fake_vidstg(tmp_path)
+  counts = prep_video.prepare_vidstg(str(tmp_path / "video"), str(ann), str(tmp_path / "rec"),
+                                     fps=5.0, size=12, max_frames=16)
+  assert counts == {"train": 3, "val": 3, "test": 3}  # the 1-frame tube falls between kept frames
+  keep = prep_video.vidstg_frames(videos[0], 5.0, 16)
+  assert keep == list(range(2, 22, 2))  # 10 fps -> 5 fps from start_frame 2, end 22 excluded
+  with open(tmp_path / "rec" / "train.json") as f:
+    meta = json.load(f)
+  assert meta["skipped"] == [2] and meta["qtypes"][1] == "interrogative"
+  assert len(data.records.RecordSource(str(tmp_path / "rec"), "train_clips")) == 2
+  ds = data.get("vidstg")(dict(data_dir=str(tmp_path / "rec"), tokenizer="words"), "train")
+  a, b, c = (ds.source[i] for i in range(3))
+  assert (a["video"][:10] == frames["100"][keep]).all() and not a["frame_mask"][10:].any()
+  assert (b["video"] == a["video"]).all()
+  assert a["box_mask"][:10].tolist() == [7 <= f < 12 for f in keep]
+  assert (int(a["start"]), int(a["end"])) == (3, 4)  # frames 8 and 10
+  w = 4 + 8 % 3  # frame 8's box: x 1, y 2, w 6, h 5 at 12 px
+  np.testing.assert_allclose(a["boxes"][3], [(1 + w / 2) / 12, 4.5 / 12, w / 12, 5 / 12],
+                             atol=1e-6)
+  assert (c["video"][:6] == frames["200"][[0, 2, 4, 6, 8, 10]]).all()
+  assert c["box_mask"][:6].tolist() == [True, True, False, False, False, False]
+  # the real config's data block (200 frames, CLIP BPE of 77) reads the same records
+  from configs.video import stvgformer
+  from models.clip_tokenizer import tokenize
+  cfg = stvgformer.get_config("vidstg").data
+  real = data.get(cfg.name)(dict(cfg.to_dict(), data_dir=str(tmp_path / "rec")), cfg.eval_split)
+  r = real.source[1]
+  assert r["video"].shape == (200, 12, 12, 3) and r["frame_mask"].sum() == 10
+  np.testing.assert_array_equal(r["text"], tokenize(["what is held by the adult"], 77)[0])
+
+
+def test_vidstg_messages(tmp_path):
+  frames, videos, ann = _fake_vidstg(tmp_path)
+  run = lambda: prep_video.prepare_vidstg(  # noqa: E731
+      str(tmp_path / "video"), str(ann), str(tmp_path / "rec"), fps=5.0, size=12)
+  with open(ann / "train.json", "w") as f:
+    json.dump([{"vid": "100", "questions": [], "captions": []}], f)  # the raw VidSTG file
+  with pytest.raises(ValueError, match="preproc_vidstg.py"):
+    run()
+  for change, err, msg in [
+      (dict(tube_end_frame=7), ValueError, r"sentence 0 \('the adult holds a dog'.*empty tube"),
+      (dict(video_path="0009/900.mp4"), FileNotFoundError, "'0009/900.mp4'.* not under")]:
+    with open(ann / "train.json", "w") as f:
+      json.dump({"videos": [dict(videos[0], **change)],
+                 "trajectories": {"100": {"0": {"8": {"bbox": [1, 2, 3, 4]}}}}}, f)
+    with pytest.raises(err, match=msg):
+      run()

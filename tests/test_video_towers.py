@@ -33,6 +33,22 @@ def test_hf_bert_converter_matches_transformers():
     np.testing.assert_array_equal(v, _state_dict(f)[k])
 
 
+def test_bert_fusion_layers_match_albef_xbert():
+  """Text layers then fusion layers (self-attention, cross-attention to 12-wide visual tokens with
+  padding, FFN) against ALBEF's XBert run in its `text` then `fusion` modes on the same weights."""
+  f = np.load(os.path.join(FIX, "bert_fusion_tiny.npz"))
+  model = nnx.eval_shape(lambda: models.build(  # every parameter comes from the file
+      "bert_base", vocab_size=40, hidden_size=16, num_layers=3, num_heads=2, intermediate_size=24,
+      max_position=12, fusion_layer=1, encoder_width=12))
+  convert.load_into(model, _state_dict(f), converter=convert.get("hf_bert"))
+  mask, vmask = f["mask"].astype(bool), f["visual_mask"].astype(bool)
+  text = nnx.jit(lambda m, ids, k: m(ids, k))(model, jnp.asarray(f["ids"]), jnp.asarray(mask))
+  np.testing.assert_allclose(np.asarray(text)[mask], f["text"][mask], atol=1e-5)
+  fused = nnx.jit(lambda m, *a: m.fuse(*a))(model, jnp.asarray(f["text"]), jnp.asarray(mask),
+                                            jnp.asarray(f["visual"]), jnp.asarray(vmask))
+  np.testing.assert_allclose(np.asarray(fused)[mask], f["fused"][mask], atol=1e-5)
+
+
 def test_hf_bert_converter_names_a_wrong_architecture():
   f = np.load(os.path.join(FIX, "bert_tiny.npz"))
   model = models.build("bert_base", vocab_size=40, hidden_size=16, num_layers=3, num_heads=2,

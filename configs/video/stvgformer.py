@@ -6,8 +6,10 @@
         --workdir=/tmp/stvg
 
 Datasets: `moving_shapes` / `moving_shapes_hard` (embedded; hard: two look-alike objects per
-video, told apart only by their motion; tiny towers from scratch) and `hcstvg` (v1), `hcstvg2`
-(records of `prep.video --grounding`). Only the abstract and Figure 1 of the report were readable:
+video, told apart only by their motion; tiny towers from scratch) and `hcstvg` (v1), `hcstvg2`,
+`vidstg` (VidSTG's 80,684 training sentences, declarative and interrogative, 10 epochs as
+TubeDETR's default; records of `prep.video --grounding=<dataset>`, VidSTG from TubeDETR's
+preprocessed annotation files). Only the abstract and Figure 1 of the report were readable:
 the layer design and every default below are [inferred] from TubeDETR (antoyang/TubeDETR `main.py`:
 loss weights 5 / 2 / 10, sigma 1, lr 5e-5 with the backbones at 1e-5, 5 fps, at most 200 frames,
 batch 1 per GPU, 40 epochs on HC-STVG v1, 20 on v2, hidden 256, 8 heads, 6 encoder and decoder
@@ -19,7 +21,9 @@ import ml_collections
 
 from configs.video import common
 
-REAL = {"hcstvg": (4500, 40, "test"), "hcstvg2": (10131, 20, "val")}  # train videos, epochs, eval
+# train sentences, epochs (TubeDETR's README / main.py default), evaluation split
+REAL = {"hcstvg": (4500, 40, "test"), "hcstvg2": (10131, 20, "val"),
+        "vidstg": (80684, 10, "val")}
 VARIANTS = {"both": dict(branches="both", interaction=True),
             "no_interaction": dict(branches="both", interaction=False),
             "static": dict(branches="static"), "dynamic": dict(branches="dynamic")}

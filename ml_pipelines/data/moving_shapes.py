@@ -4,7 +4,8 @@ Nothing is downloaded: video `index` of a split is drawn from `np.random.default
 index))`, so any video can be made alone, in any order, and is the same every time (a resumed run
 reads what an uninterrupted one would have).
 
-A video has `frames` RGB frames of `size` x `size` pixels on a black background and 2-3 objects.
+A video has `frames` RGB frames of `size` x `size` pixels on a black background and 2-3 objects
+(`objects=(lo, hi)` for another range).
 An object has a shape (circle, square, triangle), a colour (5) and a motion (left, right, up, down,
 or static) that runs from its `start` to its `end` frame (inclusive; a static object's interval is
 the whole video); before `start` and after `end` it stands still. Per video the generator gives
@@ -60,8 +61,9 @@ class ShapeObject:
     return "staying still" if self.motion == "static" else f"moving {self.motion}"
 
 
-def _objects(rng: np.random.Generator, frames: int, hard: bool) -> list[ShapeObject]:
-  count = int(rng.integers(2, 4))
+def _objects(rng: np.random.Generator, frames: int, hard: bool,
+             objects: tuple[int, int]) -> list[ShapeObject]:
+  count = int(rng.integers(objects[0], objects[1] + 1))
   looks = [(s, c) for s in SHAPES for c in COLOURS]
   picks = [looks[i] for i in rng.permutation(len(looks))[:count]]
   motions = [MOTIONS[i] for i in rng.integers(0, len(MOTIONS), count)]
@@ -95,11 +97,13 @@ def _draw(frame: np.ndarray, shape: str, colour, x0: float, y0: float, side: flo
 
 
 def video(seed: int, split: str, index: int, *, frames: int = 8, size: int = 32,
-          hard: bool = False) -> dict:
+          hard: bool = False, objects: tuple[int, int] = (2, 3)) -> dict:
   """Video `index` of `split`: `frames` uint8 [T, S, S, 3], `objects` (list of ShapeObject),
-  `boxes` float32 [n, T, 4] (x0, y0, x1, y1) pixels, `captions`, `qa` (question, answer) pairs."""
+  `boxes` float32 [n, T, 4] (x0, y0, x1, y1) pixels, `captions`, `qa` (question, answer) pairs.
+  `objects`: the smallest and largest number of objects (2 and 3 unless asked; the default
+  draws the same videos as before the option existed)."""
   rng = np.random.default_rng((seed, SPLITS[split], index, int(hard)))
-  objs = _objects(rng, frames, hard)
+  objs = _objects(rng, frames, hard, tuple(objects))
   side = float(max(4, size // 4))
   speed = (size - side) / max(frames - 1, 1) * 0.8
   out = np.zeros((frames, size, size, 3), np.uint8)

@@ -15,13 +15,15 @@ CLIP4Clip's loaders read, ArrowLuo/CLIP4Clip `dataloaders/`); frames from the Ar
 Options: data_dir, ann_dir, num_frames (12), train_sampling (uniform | headtail), pad_short (False),
 tokenizer (clip | words), max_words (32).
 
-Grounding (STVG): `hcstvg` (HC-STVG v1, splits train/test), `hcstvg2` (v2, train/val): records
-written by `python -m ml_pipelines.prep.video --grounding=hcstvg` (frames at 5 fps, at most
-`max_frames`, with the box of each frame and the sentence). Options: data_dir, num_frames,
-tokenizer, max_words.
+Grounding (STVG): `hcstvg` (HC-STVG v1, splits train/test), `hcstvg2` (v2, train/val) and
+`vidstg` (VidSTG on VidOR, train/val/test; one example per sentence, declarative and
+interrogative): records written by `python -m ml_pipelines.prep.video --grounding=<name>` (frames
+at 5 fps, at most `max_frames`, with the box of each frame and the sentence; VidSTG's sentences
+point at shared segment clips). Options: data_dir, num_frames, tokenizer, max_words.
 
 Embedded: `moving_shapes_retrieval` (train 2000 / test 500 videos; every caption of a video is a
-pair; options frames, size, train_size, test_size, seed, num_frames, train_sampling, max_words) and
+pair; options frames, size, train_size, test_size, seed, num_frames, train_sampling, max_words,
+min_objects, max_objects) and
 `moving_shapes_grounding` (one example per object of each video, the sentence naming it; the tube
 is the object's motion interval; `hard=True`: two objects of every video look the same and the
 sentence names the one with the given motion).
@@ -41,7 +43,8 @@ from ml_pipelines.data import moving_shapes, records
 from ml_pipelines.data import video as video_lib
 
 MS_DEFAULTS = dict(frames=8, size=32, train_size=2000, test_size=500, seed=0, num_frames=8,
-                   train_sampling="uniform", max_words=12, hard=False)
+                   train_sampling="uniform", max_words=12, hard=False, min_objects=2,
+                   max_objects=3)
 REAL_SPLITS = {"msrvtt": ("train", "test"), "didemo": ("train", "val", "test"),
                "lsmdc": ("train", "val", "test"), "msvd": ("train", "val", "test")}
 
@@ -55,9 +58,9 @@ def _base_split(split: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _shapes(seed, split, n, frames, size, hard):
-  return [moving_shapes.video(seed, split, i, frames=frames, size=size, hard=hard)
-          for i in range(n)]
+def _shapes(seed, split, n, frames, size, hard, objects):
+  return [moving_shapes.video(seed, split, i, frames=frames, size=size, hard=hard,
+                              objects=objects) for i in range(n)]
 
 
 def _ms_videos(o, split):
@@ -65,7 +68,8 @@ def _ms_videos(o, split):
   if base not in ("train", "test"):
     raise ValueError(f"moving_shapes has splits train and test, not {split!r}.")
   n = o["train_size"] if base == "train" else o["test_size"]
-  return _shapes(o["seed"], base, n, o["frames"], o["size"], bool(o["hard"]))
+  return _shapes(o["seed"], base, n, o["frames"], o["size"], bool(o["hard"]),
+                 (int(o["min_objects"]), int(o["max_objects"])))
 
 
 @data.register("moving_shapes_retrieval")
@@ -199,7 +203,7 @@ def _grounding_builder(name, splits):
       raise ValueError(f"{name} has splits {splits}, not {split!r}.")
     d = config.get("data_dir", f"data/{name}")
     hint = (f"python -m ml_pipelines.prep.video --grounding={name} --videos_dir=RAW/video "
-            f"--ann_dir=RAW/anno --out_dir={d}")
+            f"--ann_dir={'TUBEDETR_VIDSTG_ANN' if name == 'vidstg' else 'RAW/anno'} --out_dir={d}")
     source = records.RecordSource(d, split, prepare_hint=hint)
     with open(os.path.join(d, f"{split}.json")) as f:
       meta = json.load(f)
@@ -212,9 +216,12 @@ def _grounding_builder(name, splits):
       with open(os.path.join(d, "train.json")) as f:
         train_texts = json.load(f)["captions"]
 
+    clips = records.RecordSource(d, meta["clips"], prepare_hint=hint) if "clips" in meta else None
+
     def example(i):
       r = source[i]
-      return video_lib.grounding_example(r["frames"], r["boxes"], r["box_mask"], num,
+      frames = clips[int(r["clip"])]["frames"] if clips is not None else r["frames"]
+      return video_lib.grounding_example(frames, r["boxes"], r["box_mask"], num,
                                          f"{name} {split} video {meta['ids'][i]!r}")
     return video_lib.grounding_split(len(source), example,
                                      video_lib.tokenizer(kind, words, train_texts), texts,
@@ -225,3 +232,4 @@ def _grounding_builder(name, splits):
 
 data.register("hcstvg")(_grounding_builder("hcstvg", ("train", "test")))
 data.register("hcstvg2")(_grounding_builder("hcstvg2", ("train", "val")))
+data.register("vidstg")(_grounding_builder("vidstg", ("train", "val", "test")))

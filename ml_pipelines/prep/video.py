@@ -21,6 +21,22 @@ captions, max_frames and size.
     python -m ml_pipelines.prep.video --grounding=hcstvg --videos_dir=HCSTVG/video \
         --ann_dir=HCSTVG/anno --out_dir=data/hcstvg --fps=5 --max_frames=200 --size=224
 
+VidSTG (built on VidOR): `--ann_dir` holds TubeDETR's VidSTG files `train.json` / `val.json` /
+`test.json` (`{"videos": [{video_id, original_video_id, video_path, fps, width, height,
+start_frame, end_frame, tube_start_frame, tube_end_frame, target_id, caption, qtype}, ...],
+"trajectories": {original_video_id: {target_id: {frame: {"bbox": [x, y, w, h]}}}}}`), which
+TubeDETR's `preproc/preproc_vidstg.py` writes from the official VidSTG `<split>_annotations.json`
+and the VidOR annotations; `--videos_dir` the VidOR videos (`<folder>/<id>.mp4`, or frame folders
+`<folder>/<id>/`). Frames as TubeDETR's `datasets/vidstg.py`: from `start_frame` to `end_frame`
+(excluded) at `fps / video fps`, at most `--max_frames` evenly; a frame is in the tube when
+`tube_start_frame <= f < tube_end_frame`. Many sentences share a segment, so each segment's
+frames are stored once (split `s_clips`) and each sentence's record holds `boxes`, `box_mask` and
+`clip` (its segment's row); `s.json` also lists `qtypes` (declarative / interrogative) and the
+sentences `skipped` because no kept frame falls inside their tube (shorter than a frame step).
+
+    python -m ml_pipelines.prep.video --grounding=vidstg --videos_dir=VidOR/video \
+        --ann_dir=vidstg_ann --out_dir=data/vidstg --fps=5 --max_frames=200 --size=224
+
 Decoding: a folder of images (jpg/png, sorted by name; `--source_fps` gives their rate, default the
 target rate) needs only Pillow; video files are read with imageio (mp4 needs its pyav or ffmpeg
 plugin: `pip install av` or `imageio-ffmpeg`).
@@ -120,16 +136,92 @@ def prepare_videos(videos_dir: str, out_dir: str, *, fps: float = 1.0, size: int
   return len(found)
 
 
-def tubedetr_frames(count: int, fps: float, max_frames: int, seconds: float = 20.0) -> list[int]:
-  """The frame ids TubeDETR keeps of a `count`-frame HC-STVG clip (datasets/hcstvg_eval.py)."""
-  rate = fps / (count / seconds)
-  ids = [0]
-  for f in range(0, count - 1):
+def _downsample(start: int, stop: int, rate: float, max_frames: int) -> list[int]:
+  """TubeDETR's frame choice: from `start`, frame f < stop is kept when `int(f * rate)` moves past
+  the last kept one, then at most `max_frames` of those are kept evenly."""
+  ids = [start]
+  for f in range(start, stop):
     if int(ids[-1] * rate) < int(f * rate):
       ids.append(f)
   if len(ids) > max_frames:
     ids = [ids[(j * len(ids)) // max_frames] for j in range(max_frames)]
   return ids
+
+
+def tubedetr_frames(count: int, fps: float, max_frames: int, seconds: float = 20.0) -> list[int]:
+  """The frame ids TubeDETR keeps of a `count`-frame HC-STVG clip (datasets/hcstvg_eval.py)."""
+  return _downsample(0, count - 1, fps / (count / seconds), max_frames)
+
+
+def vidstg_frames(video: dict, fps: float, max_frames: int) -> list[int]:
+  """The frame ids TubeDETR keeps of a VidSTG sentence's segment [start_frame, end_frame) at
+  `fps` (datasets/vidstg.py, with its temporal annotations: `tmp_loc`)."""
+  return _downsample(int(video["start_frame"]), int(video["end_frame"]), fps / video["fps"],
+                     max_frames)
+
+
+def prepare_vidstg(videos_dir: str, ann_dir: str, out_dir: str, *, fps: float = 5.0,
+                   size: int = 224, max_frames: int = 200) -> dict[str, int]:
+  """VidSTG from TubeDETR's annotation files (module docstring). Each VidOR segment is stored once
+  (split `<s>_clips`), each sentence is a record of split `<s>` naming its segment's row."""
+  found = find_videos(videos_dir)
+  counts = {}
+  for split in ("train", "val", "test"):
+    file = os.path.join(ann_dir, f"{split}.json")
+    with open(file) as f:
+      ann = json.load(f)
+    if not isinstance(ann, dict) or "videos" not in ann:
+      raise ValueError(f"{file} is not in TubeDETR's VidSTG layout ({{'videos': [...], "
+                       f"'trajectories': {{...}}}}). Convert the official VidSTG "
+                       f"<split>_annotations.json and the VidOR annotations with TubeDETR's "
+                       f"preproc/preproc_vidstg.py (github.com/antoyang/TubeDETR) first.")
+    segments: dict[tuple, int] = {}
+    keep_of, rows, ids, caps, qtypes, skipped = [], [], [], [], [], []
+    for v in ann["videos"]:
+      where = f"{file}: sentence {v['video_id']} ({v['caption']!r}, video {v['video_path']!r})"
+      start, end = int(v["tube_start_frame"]), int(v["tube_end_frame"])
+      tube = ann["trajectories"].get(v["original_video_id"], {}).get(str(v["target_id"]), {})
+      if end <= start or not tube:
+        raise ValueError(f"{where} has an empty tube (frames [{start}, {end}), "
+                         f"{len(tube)} boxes of object {v['target_id']}); drop it from {file}.")
+      vid = os.path.splitext(os.path.basename(v["video_path"]))[0]
+      if vid not in found:
+        raise FileNotFoundError(f"{where} names a video that is not under {videos_dir}.")
+      keep = vidstg_frames(v, fps, max_frames)
+      inside = np.array([start <= f < end for f in keep])
+      if not inside.any():  # a tube shorter than the frame step: no kept frame shows it
+        skipped.append(v["video_id"])
+        continue
+      missing = [f for f, i in zip(keep, inside) if i and str(f) not in tube]
+      if missing:
+        raise ValueError(f"{where}: the trajectory of object {v['target_id']} has no box on "
+                         f"frames {missing[:5]} inside its tube.")
+      key = (vid, keep[0], keep[-1], len(keep))
+      if key not in segments:
+        segments[key] = len(keep_of)
+        keep_of.append((vid, keep))
+      sx, sy = size / v["width"], size / v["height"]
+      boxes = np.zeros((len(keep), 4), np.float32)
+      for k in np.flatnonzero(inside):
+        x, y, w, h = tube[str(keep[k])]["bbox"]
+        boxes[k] = np.array([x * sx, y * sy, (x + w) * sx, (y + h) * sy])
+      rows.append({"boxes": boxes, "box_mask": inside, "clip": np.int64(segments[key])})
+      ids.append(v["video_id"])
+      caps.append(v["caption"])
+      qtypes.append(v.get("qtype", ""))
+
+    def clips():
+      for vid, keep in keep_of:
+        frames, _ = read_frames(found[vid])
+        pick = np.minimum(keep, len(frames) - 1)
+        yield {"frames": np.stack([_load(frames[i], size) for i in pick]).astype(np.uint8)}
+    records.write(out_dir, f"{split}_clips", clips())
+    records.write(out_dir, split, rows)
+    with open(os.path.join(out_dir, f"{split}.json"), "w") as f:
+      json.dump({"ids": ids, "captions": caps, "qtypes": qtypes, "max_frames": max_frames,
+                 "size": [size, size], "clips": f"{split}_clips", "skipped": skipped}, f)
+    counts[split] = len(ids)
+  return counts
 
 
 def prepare_grounding(name: str, videos_dir: str, ann_dir: str, out_dir: str, *, fps: float = 5.0,
@@ -176,7 +268,7 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--videos_dir", required=True)
   p.add_argument("--out_dir", required=True)
-  p.add_argument("--grounding", choices=sorted(GROUNDING))
+  p.add_argument("--grounding", choices=sorted(GROUNDING) + ["vidstg"])
   p.add_argument("--ann_dir")
   p.add_argument("--fps", type=float)
   p.add_argument("--source_fps", type=float)
@@ -184,7 +276,10 @@ def main(argv=None):
   p.add_argument("--max_frames", type=int, default=200)
   p.add_argument("--num_shards", type=int, default=1)
   a = p.parse_args(argv)
-  if a.grounding:
+  if a.grounding == "vidstg":
+    counts = prepare_vidstg(a.videos_dir, a.ann_dir, a.out_dir, fps=a.fps or 5.0, size=a.size,
+                            max_frames=a.max_frames)
+  elif a.grounding:
     counts = prepare_grounding(a.grounding, a.videos_dir, a.ann_dir, a.out_dir, fps=a.fps or 5.0,
                                size=a.size, max_frames=a.max_frames)
   else:
