@@ -54,3 +54,29 @@ def test_feature_resize_matches_torch_bilinear_and_vote_is_the_mode():
   votes = logits.argmax(-1)
   mode = np.array([np.bincount(votes[:, i], minlength=3).argmax() for i in range(50)])
   np.testing.assert_array_equal(majority_vote(logits), mode)
+
+
+def test_pool_and_reshuffle_split_sizes_disjointness_determinism(tmp_path):
+  """`pool_seed`: train + test pooled and reshuffled as the GATE code's `shuffle_split` (Python's
+  `random.shuffle` after `random.seed`), train count kept; images are told apart by their labels."""
+  import random
+  from ml_pipelines import data
+  from ml_pipelines.data.diffusion_features import pooled_split
+  from ml_pipelines.trainer import config as config_lib
+  pooled = [("train", i) for i in range(5)] + [("test", j) for j in range(7)]
+  random.seed(3)
+  random.shuffle(pooled)  # the official two lines
+  assert pooled_split(5, 7, 3) == {"train": pooled[:5], "test": pooled[5:]}
+  assert pooled_split(5, 7, 3) != pooled_split(5, 7, 4)
+  rng = np.random.default_rng(0)
+  ids = {"train": np.arange(5), "test": np.arange(5, 12)}  # label value = image id
+  labels = {s: np.repeat(v, 64).reshape(-1, 8, 8).astype(np.uint8) for s, v in ids.items()}
+  config = config_lib.override(gate_config.get_config("tiny:4,1"), ["data.pool_seed=3"])
+  config.data.feature_dirs = (_write_variant(tmp_path, "plain", labels, False, rng),)
+  got = {s: np.unique(data.get("diffusion_pixels")(config.data, s).source.arrays["label"])
+         for s in ("train", "test")}
+  assert len(got["train"]) == 5 and len(got["test"]) == 7
+  assert set(got["train"]) | set(got["test"]) == set(range(12))
+  want = {s: sorted(i + (5 if src == "test" else 0) for src, i in v)
+          for s, v in pooled_split(5, 7, 3).items()}
+  assert {s: sorted(v.tolist()) for s, v in got.items()} == want

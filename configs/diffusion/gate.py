@@ -15,6 +15,9 @@ ensemble, and the GATE correspondence aggregator on SPair-71k.
         --config.data.train_pairs=spair_71k_train.json \
         --config.data.eval_pairs=spair_71k_val-360.json
 
+The paper's label-scarce numbers average five runs, each on a pooled and reshuffled train / test
+split (the GATE code's `--shuffle_dataset`): `--config.data.pool_seed=1` ... `=5`, one workdir each.
+
 Arguments: `horse21` / `bedroom28` / `ffhq34` / `cat15` / `celeba19` (GATE; `dim` 3674: `practical`
 3520 + 154 `up_cross` attention channels), `<dataset>_plain` (the ensemble on one variant),
 `tiny:<dim>,<variants>` (tests), `spair` (AdamW 5e-4, wd 0.01, 2 x 5,000 pairs, one pair per step,
@@ -87,7 +90,8 @@ def get_config(arg: str = "horse21") -> ml_collections.ConfigDict:
                                           num_classes=classes, ignore_label=255))
   c.data = ml_collections.ConfigDict(dict(name="diffusion_pixels", train_split="train",
                                           eval_split="test", feature_dirs=(),
-                                          label_size=label_size, ignore_label=255))
+                                          label_size=label_size, ignore_label=255,
+                                          pool_seed=None))
   c.optimizer = ml_collections.ConfigDict(dict(name="adam", learning_rate=1e-3,
                                                schedule="constant", warmup_steps=0,
                                                weight_decay=0.0, transforms=()))

@@ -4,13 +4,16 @@ DDPM-segmentation (Baranchuk et al. 2022) and the GATE pixel head train on pixel
 
 `config.data`: `feature_dirs` (one extraction directory per variant, same images in the same
 order), `label_size` (features are resized bilinearly to the label resolution, 256 for the
-DDPM-segmentation sets), `ignore_label` (255, dropped from training). Per image and variant the taps
-are resized and concatenated in the extraction order; a pixel is x [V, D], label [].
+DDPM-segmentation sets), `ignore_label` (255, dropped from training), `pool_seed` (None: the
+released train / test split; an int: the "pool and reshuffle" split of the GATE code, see
+`pooled_split`). Per image and variant the taps are resized and concatenated in the extraction
+order; a pixel is x [V, D], label [].
 """
 from __future__ import annotations
 
 import json
 import os
+import random
 
 import jax
 import jax.numpy as jnp
@@ -52,9 +55,32 @@ def load_variants(feature_dirs, split: str, size: int):
   return np.stack(per_variant, axis=3), labels
 
 
+def pooled_split(n_train: int, n_test: int, seed: int) -> dict[str, list[tuple[str, int]]]:
+  """The GATE code's `shuffle_split` (`scarce_segmentation_gate/segmentation/datasets.py`): the
+  train and test images pooled as [('train', i)...] + [('test', j)...], shuffled with Python's
+  `random.shuffle` after `random.seed(seed)` (its `setup_seed`), the first `n_train` are the new
+  train split and the rest the test split. The paper's numbers average five such runs (seeds)."""
+  pooled = [("train", i) for i in range(n_train)] + [("test", j) for j in range(n_test)]
+  random.Random(seed).shuffle(pooled)
+  return {"train": pooled[:n_train], "test": pooled[n_train:]}
+
+
+def split_images(config, split: str):
+  """(x, labels) of `split`: the released split, or with `pool_seed` its share of the pooled,
+  reshuffled train + test images (`pooled_split`)."""
+  dirs, size, seed = tuple(config.feature_dirs), config.label_size, config.get("pool_seed")
+  if seed is None:
+    return load_variants(dirs, split, size)
+  parts = {"train": load_variants(dirs, config.train_split, size),
+           "test": load_variants(dirs, config.eval_split, size)}
+  plan = pooled_split(len(parts["train"][1]), len(parts["test"][1]), int(seed))
+  which = plan["train" if split == config.train_split else "test"]
+  return tuple(np.stack([parts[s][k][i] for s, i in which]) for k in (0, 1))
+
+
 @data.register("diffusion_pixels")
 def diffusion_pixels(config, split: str) -> data.Dataset:
-  x, y = load_variants(tuple(config.feature_dirs), split, config.label_size)
+  x, y = split_images(config, split)
   x = x.reshape(-1, *x.shape[3:])
   y = y.reshape(-1)
   if split == config.train_split:
