@@ -68,3 +68,28 @@ def test_sparsity_term_has_the_size_of_the_ce_and_the_walk_moves_by_steps():
   assert (w >= 0).all() and np.allclose(w[:4], 0)  # no move before the 5th iteration
   steps = np.round(np.diff(w[4::5]) / 1e-5)
   assert set(np.unique(steps)) <= {-2.0, -1.0, 0.0, 1.0, 2.0} and w.max() > 0
+
+
+@pytest.mark.parametrize("fusion", ["concat", "gate"])
+def test_segmentor_and_its_loss_equal_official_in_eval_mode(fusion):
+  """GATE's `DiffusionSegmentor` (variants concatenated per level) and `DiffusionGateSegmentor`
+  with mmseg's UPerHead / FCNHead (tests/fixtures/diffusion/make_segmentor_fixtures.py), random
+  weights, eval mode: decode and auxiliary logits, and the decode loss CE + Lovasz + 0.4 aux CE."""
+  from configs.diffusion import gate as gate_config
+  from ml_pipelines.tasks.diffusion_heads import DiffusionSegmentationTask
+  ref = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "diffusion", "segmentor.npz"))
+  model = models.build("diffusion_segmentor", num_classes=5, layer_dims=((3,), (2, 2), (2,)),
+                       variants=3, fusion=fusion, channels=4)
+  convert.load_into(model, convert.load_state_dict(os.path.join(
+      os.path.dirname(__file__), "fixtures", "diffusion", f"segmentor_{fusion}.safetensors")))
+  model.eval()
+  levels = [jnp.asarray(ref[f"x/{l}"]) for l in range(3)]
+  logits, aux = model(levels)
+  np.testing.assert_allclose(logits, ref[f"{fusion}/logits"], atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(aux, ref[f"{fusion}/aux"], atol=1e-5, rtol=1e-5)
+  config = gate_config.get_config("seg_tiny:5")
+  batch = {f"level{l}": x for l, x in enumerate(levels)} | {"label": jnp.asarray(ref["labels"])}
+  total, aux_out = DiffusionSegmentationTask(config).loss(model, batch, None, None, 0)
+  np.testing.assert_allclose(aux_out["metrics"]["lovasz"], ref[f"{fusion}/lovasz"], rtol=1e-5)
+  np.testing.assert_allclose(aux_out["metrics"]["ce"], ref[f"{fusion}/ce"], rtol=1e-5)
+  np.testing.assert_allclose(total, ref[f"{fusion}/loss"], rtol=1e-5)

@@ -89,3 +89,68 @@ def diffusion_pixels(config, split: str) -> data.Dataset:
   return data.Dataset(source=data.ArraySource({"x": x.astype(np.float32), "label": y}),
                       element_spec={"x": (x.shape[1:], np.float32), "label": ((), np.int32)},
                       info={"variants": x.shape[1], "dim": x.shape[2]})
+
+
+# --- semantic segmentation on per-level feature variants --------------------------------------
+def resize_nearest(mask: np.ndarray, size: int) -> np.ndarray:
+  """The whole mask at size x size (index floor(i * in / out)), as the feature job resizes the
+  whole image."""
+  h, w = mask.shape[:2]
+  return mask[(np.arange(size) * h) // size][:, (np.arange(size) * w) // size]
+
+
+class LevelFeatureSource:
+  """One example per image: `level{l}` [V, H_l, W_l, C_l] (the taps of level l, concatenated in the
+  order given, of every variant) and `label` [size, size] (its mask from a segmentation builder,
+  matched by file name, resized whole). Read lazily: offline features of a large set are many
+  times its image size (the official code extracts them on the fly instead)."""
+
+  def __init__(self, feature_dirs, split: str, levels, masks, size: int):
+    self.variants = [records.RecordSource(d, split, PREPARE) for d in feature_dirs]
+    sizes = {len(v) for v in self.variants}
+    if len(sizes) != 1:
+      raise ValueError(f"variants hold different numbers of images: {sorted(sizes)}")
+    self.levels, self.size = tuple(tuple(l) for l in levels), size
+    self.masks = masks
+    self.mask_index = {os.path.basename(str(image)): i for i, (image, _) in
+                       enumerate(masks.pairs)}
+
+  def __len__(self):
+    return len(self.variants[0])
+
+  def __getitem__(self, i):
+    examples = [v[i] for v in self.variants]
+    names = {str(e["name"]) for e in examples}
+    if len(names) != 1:
+      raise ValueError(f"example {i}: the variants hold different images {sorted(names)}")
+    name = names.pop()
+    if name not in self.mask_index:
+      raise KeyError(f"{name}: no image of that name in the segmentation set")
+    out = {f"level{l}": np.stack([np.concatenate([np.asarray(e[t], np.float32) for t in taps], -1)
+                                  for e in examples]) for l, taps in enumerate(self.levels)}
+    out["label"] = resize_nearest(self.masks[self.mask_index[name]]["mask"],
+                                  self.size).astype(np.int32)
+    return out
+
+
+@data.register("diffusion_segmentation")
+def diffusion_segmentation(config, split: str) -> data.Dataset:
+  """Semantic segmentation on feature variants (GATE's segmentation configs): `feature_dirs` (one
+  extraction per variant, made from the images of `dataset`'s `split`), `levels` (tap ids per
+  level), masks from the `dataset` builder of `ml_pipelines/data/segmentation.py` (`ade20k` or
+  `cityscapes` in their directory layouts under `data_dir`), resized whole to `label_size`."""
+  from ml_pipelines.data import segmentation
+  masks = data.get(config.dataset)(config, split).source
+  if not isinstance(masks, segmentation.FileSource):
+    raise ValueError(f"{config.dataset}: masks are matched to the extracted images by file name, "
+                     "so use the directory layout (data_dir), not TFDS")
+  source = LevelFeatureSource(tuple(config.feature_dirs), split, config.levels, masks,
+                              int(config.label_size))
+  with open(os.path.join(config.feature_dirs[0], "features.json")) as f:
+    shapes = json.load(f)["shapes"]
+  v = len(config.feature_dirs)
+  spec = {f"level{l}": ((v, *shapes[taps[0]][:2], sum(shapes[t][-1] for t in taps)), np.float32)
+          for l, taps in enumerate(config.levels)}
+  spec["label"] = ((config.label_size,) * 2, np.int32)
+  return data.Dataset(source=source, element_spec=spec,
+                      info={"num_classes": segmentation.NUM_CLASSES[config.dataset]})
