@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import models
 from losses import diffusion as losses
@@ -84,12 +85,24 @@ def test_segmentor_and_its_loss_equal_official_in_eval_mode(fusion):
       os.path.dirname(__file__), "fixtures", "diffusion", f"segmentor_{fusion}.safetensors")))
   model.eval()
   levels = [jnp.asarray(ref[f"x/{l}"]) for l in range(3)]
-  logits, aux = model(levels)
+  task = DiffusionSegmentationTask(gate_config.get_config("seg_tiny:5"))
+  batch = {f"level{l}": x for l, x in enumerate(levels)} | {"label": jnp.asarray(ref["labels"])}
+  (logits, aux), (total, aux_out) = nnx.jit(lambda m, b: (
+      m([b[f"level{l}"] for l in range(3)]), task.loss(m, b, None, None, 0)))(model, batch)
   np.testing.assert_allclose(logits, ref[f"{fusion}/logits"], atol=1e-5, rtol=1e-5)
   np.testing.assert_allclose(aux, ref[f"{fusion}/aux"], atol=1e-5, rtol=1e-5)
-  config = gate_config.get_config("seg_tiny:5")
-  batch = {f"level{l}": x for l, x in enumerate(levels)} | {"label": jnp.asarray(ref["labels"])}
-  total, aux_out = DiffusionSegmentationTask(config).loss(model, batch, None, None, 0)
   np.testing.assert_allclose(aux_out["metrics"]["lovasz"], ref[f"{fusion}/lovasz"], rtol=1e-5)
   np.testing.assert_allclose(aux_out["metrics"]["ce"], ref[f"{fusion}/ce"], rtol=1e-5)
   np.testing.assert_allclose(total, ref[f"{fusion}/loss"], rtol=1e-5)
+
+
+def test_poly_schedule_is_mmseg_poly_lr():
+  """The segmentation configs' `schedule="poly"`: (lr - eta_min) (1 - t / T)^0.9 + eta_min."""
+  import ml_collections
+  from optim import chain
+  c = ml_collections.ConfigDict(dict(learning_rate=1.6e-4, schedule="poly", power=0.9,
+                                     end_factor=1e-4 / 1.6e-4, warmup_steps=0))
+  fn = chain.schedule(c, 100)
+  for t in (0, 10, 55, 100):
+    want = (1.6e-4 - 1e-4) * (1 - t / 100) ** 0.9 + 1e-4
+    assert float(fn(t)) == pytest.approx(want, rel=1e-5)
