@@ -91,7 +91,8 @@ def schedule(c, total_steps: int) -> optax.Schedule:
                   for b in c.get("decay_boundaries", (0.5, 0.75))}
     main = optax.piecewise_constant_schedule(lr, boundaries)
   else:
-    raise ValueError(f"Unknown schedule {kind!r}; use constant, cosine, cosine_cycles, poly or step.")
+    raise ValueError(f"Unknown schedule {kind!r}; use constant, cosine, cosine_cycles, poly or "
+                     "step.")
   if warmup:
     ramp = (optax.constant_schedule(float(c.warmup_lr)) if c.get("warmup_lr") is not None
             else optax.linear_schedule(0.0, lr, warmup))

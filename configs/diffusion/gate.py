@@ -31,14 +31,16 @@ plain, LoRA-a + canny, LoRA-b + canny, each one extraction directory holding bot
 here, with the dataset's released prompt); the masks come from `ml_pipelines/data/segmentation.py`
 (the mmseg directory layout):
 
-    python -m ml_pipelines.jobs.diffusion_features --config=configs/diffusion/features.py:ade20k_legacy \
-        --out=/feats/ade/plain --config.split=train --config.weights_dir=/models/sd15 \
+    python -m ml_pipelines.jobs.diffusion_features \
+        --config=configs/diffusion/features.py:ade20k_legacy --out=/feats/ade/plain \
+        --config.split=train --config.weights_dir=/models/sd15 \
         --config.images_dir=/data/ADEChallengeData2016/images/training
     (again with --config.split=validation and images/validation; again per variant with
-     --config.lora=... --config.controlnet_dir=/models/sd-controlnet-canny --config.denoising_from=60)
+     --config.lora=... --config.controlnet_dir=/models/sd-controlnet-canny
+     --config.denoising_from=60)
     python -m ml_pipelines.train --config=configs/diffusion/gate.py:ade20k --workdir=/tmp/gate_ade \
         --config.data.data_dir=/data/ADEChallengeData2016 \
-        --config.data.feature_dirs="('/feats/ade/plain','/feats/ade/lora_a_canny','/feats/ade/lora_b_canny')"
+        --config.data.feature_dirs="('/feats/ade/plain','/feats/ade/lora_a','/feats/ade/lora_b')"
 
 The model is the released `DiffusionSegmentor` (variants concatenated per level);
 `--config.model.fusion=gate` is the weighted `DiffusionGateSegmentor`. Differences from the

@@ -7,16 +7,19 @@ generated shape scenes, then the two papers' mechanisms on its activations.
    with per-pixel masks (4 classes).
 2. Model: our NNX UNet (`models.diffusion.unet.UNet`, block_out_channels (16, 32), cross-attention
    at 16x16 on a learned caption embedding) in pixel space with the SD scaled-linear 1000-step
-   schedule, an extra Sobel-edge input channel dropped for half of the training examples: the same
-   network is
-   the plain model (edges zeroed) and an edge-conditioned "mini-ControlNet".
+   schedule, an extra Sobel-edge input channel (scaled by `EDGE_GAIN`) dropped for half of the
+   training examples: the same network is the plain model (edges zeroed) and an edge-conditioned
+   "mini-ControlNet".
 3. (i) Generic activations (Meng et al. 2024, "Not All Diffusion Model Activations Have Been
    Evaluated"): a per-pixel linear probe on each tapped activation at t = 100 (20 labelled images,
-   mIoU on 60 test images), block outputs vs the inner activations.
+   mIoU on 60 test images), block outputs vs the inner activations; diagnostics: the same probe on
+   the input pixels (+ edges), and the best block and inner activation under the pixel-MLP
+   ensemble (is the probe too weak?).
    (ii) Content shift (Meng et al. 2024, "Suppress Content Shift"): the one-step reconstruction
-   x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar) drifts from the input as t grows; edges steer
-   it back. (iii) GATE: the pixel-classifier ensemble on each variant {plain, edge-conditioned,
-   second noise seed} and the GATE aggregator over the three.
+   x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar) drifts from the input as t grows; the paper
+   expects the edges to steer it back. The last column measures how far the edge channel moves
+   x0_hat at all. (iii) GATE: the pixel-classifier ensemble on each variant {plain,
+   edge-conditioned, second noise seed} and the GATE aggregator over the three.
 Prints the tables and writes `<workdir>/diffusion_demo.png`.
 """
 from __future__ import annotations
@@ -277,8 +280,8 @@ def main(argv=None) -> None:
   best = {kind: max((r for r in rows_i if r[1] == kind), key=lambda r: float(r[3]))[0]
           for kind in LEVEL_IDS}
   for kind, k in best.items():  # the stronger probe: the pixel-MLP ensemble
-    rows_i.append([k, f"best {kind}, MLP ensemble", tr[k].shape[-1],
-                   f"{head_miou(tr[k][..., None, :], lab_y, te[k][..., None, :], test_y, False):.3f}"])
+    score = head_miou(tr[k][..., None, :], lab_y, te[k][..., None, :], test_y, False)
+    rows_i.append([k, f"best {kind}, MLP ensemble", tr[k].shape[-1], f"{score:.3f}"])
   log("probes done")
   print(f"\n(i) Linear probe per activation, t = {args.t} ({args.labelled} labelled images, "
         f"mIoU on {args.test}):")

@@ -72,8 +72,8 @@ def denoising_plan(t: int, denoising_from: int) -> tuple[np.ndarray, int, int, i
 
 
 def _prev_sample(x, eps, t, prev_t, abar):
-  """PNDM's `_get_prev_sample` (Liu et al. 2022, Eq. 9); abar_{-1} = abar_0 (set_alpha_to_one=False);
-  `t`, `prev_t` may be traced."""
+  """PNDM's `_get_prev_sample` (Liu et al. 2022, Eq. 9); abar_{-1} = abar_0
+  (set_alpha_to_one=False); `t`, `prev_t` may be traced."""
   a_t = abar[t]
   a_prev = jnp.where(prev_t >= 0, abar[jnp.maximum(prev_t, 0)], abar[0])
   denom = a_t * jnp.sqrt(1 - a_prev) + jnp.sqrt(a_t * (1 - a_t) * a_prev)
