@@ -1,6 +1,7 @@
 """Losses of the GATE heads (Meng et al. 2024, "Suppress Content Shift", github.com/Darkbblue/
 diffusion-content-shift): the correspondence aggregator's symmetric CLIP-style loss at a fixed
-temperature, and the pixel aggregator's rescaled sparsity term with its random-walk weight."""
+temperature, the pixel aggregator's rescaled sparsity term with its random-walk weight, and the
+Lovasz-softmax term of the semantic-segmentation head's decode loss."""
 from __future__ import annotations
 
 import math
@@ -62,3 +63,29 @@ def sparsity_walk(state, loss, step, rng, delta: float = 1e-5, every: int = 5):
          "logged": jnp.ones((), bool)}
   on = (step + 1) % every == 0
   return jax.tree.map(lambda a, b: jnp.where(on, a, b), new, state)
+
+
+def lovasz_softmax(logits, labels, ignore_index: int = 255):
+  """Multi-class Lovasz-softmax (Berman et al. 2018, "The Lovasz-Softmax loss", Alg. 1 / Eq. 8;
+  mmseg `lovasz_softmax(classes="present", per_image=False)`): over all non-ignored pixels of the
+  batch, per class c present in the labels, the errors |[y = c] - p_c| sorted in decreasing order
+  dotted with the gradient of the Lovasz extension of the Jaccard loss at the sorted foreground,
+  averaged over the present classes. logits [..., C], labels [...]."""
+  c = logits.shape[-1]
+  probs = jax.nn.softmax(logits, -1).reshape(-1, c)
+  labels = labels.reshape(-1)
+  valid = labels != ignore_index
+  fg = jax.nn.one_hot(jnp.where(valid, labels, 0), c) * valid[:, None]
+  errors = jnp.abs(fg - probs)
+  # ignored pixels sort last (key -1) and weigh 0, leaving the valid prefix sums unchanged
+  order = jnp.argsort(-jnp.where(valid[:, None], errors, -1.0), axis=0)
+  err_sorted = jnp.take_along_axis(jnp.where(valid[:, None], errors, 0.0), order, axis=0)
+  fg_sorted = jnp.take_along_axis(fg, order, axis=0)
+  gts = fg_sorted.sum(0)
+  intersection = gts - jnp.cumsum(fg_sorted, 0)
+  union = gts + jnp.cumsum(1.0 - fg_sorted, 0)
+  jaccard = 1.0 - intersection / union
+  grad = jnp.concatenate([jaccard[:1], jaccard[1:] - jaccard[:-1]], axis=0)
+  per_class = jnp.sum(err_sorted * jax.lax.stop_gradient(grad), axis=0)
+  present = gts > 0
+  return jnp.sum(jnp.where(present, per_class, 0.0)) / jnp.maximum(present.sum(), 1)

@@ -43,7 +43,7 @@ OPTION_KEYS = frozenset({"name", "learning_rate", "schedule", "warmup_steps", "d
                          "weight_decay", "weight_decay_mask", "trainable", "freeze",
                          "freeze_batch_stats", "clip_grad_norm", "param_groups", "transforms",
                          "warmup_fraction", "post_transforms", "warmup_lr",
-                         "group_optimizers", "num_cycles"})
+                         "group_optimizers", "num_cycles", "power"})
 
 
 class WarmupWarning(UserWarning):
@@ -84,12 +84,16 @@ def schedule(c, total_steps: int) -> optax.Schedule:
   elif kind == "cosine_cycles":
     cycles, span = float(c.get("num_cycles", 7 / 16)), max(total_steps - warmup, 1)
     main = lambda t: lr * jnp.maximum(0.0, jnp.cos(jnp.pi * cycles * t / span))  # noqa: E731
+  elif kind == "poly":  # mmseg `PolyLR`: (lr - eta_min) (1 - t / T)^power + eta_min
+    main = optax.polynomial_schedule(lr, lr * float(c.get("end_factor", 0.0)),
+                                     float(c.get("power", 0.9)), max(total_steps - warmup, 1))
   elif kind == "step":
     boundaries = {round(b * total_steps) - warmup: float(c.get("decay_factor", 0.1))
                   for b in c.get("decay_boundaries", (0.5, 0.75))}
     main = optax.piecewise_constant_schedule(lr, boundaries)
   else:
-    raise ValueError(f"Unknown schedule {kind!r}; use constant, cosine, cosine_cycles or step.")
+    raise ValueError(f"Unknown schedule {kind!r}; use constant, cosine, cosine_cycles, poly or "
+                     "step.")
   if warmup:
     ramp = (optax.constant_schedule(float(c.warmup_lr)) if c.get("warmup_lr") is not None
             else optax.linear_schedule(0.0, lr, warmup))

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import models
 from losses import diffusion as losses
@@ -68,3 +69,40 @@ def test_sparsity_term_has_the_size_of_the_ce_and_the_walk_moves_by_steps():
   assert (w >= 0).all() and np.allclose(w[:4], 0)  # no move before the 5th iteration
   steps = np.round(np.diff(w[4::5]) / 1e-5)
   assert set(np.unique(steps)) <= {-2.0, -1.0, 0.0, 1.0, 2.0} and w.max() > 0
+
+
+@pytest.mark.parametrize("fusion", ["concat", "gate"])
+def test_segmentor_and_its_loss_equal_official_in_eval_mode(fusion):
+  """GATE's `DiffusionSegmentor` (variants concatenated per level) and `DiffusionGateSegmentor`
+  with mmseg's UPerHead / FCNHead (tests/fixtures/diffusion/make_segmentor_fixtures.py), random
+  weights, eval mode: decode and auxiliary logits, and the decode loss CE + Lovasz + 0.4 aux CE."""
+  from configs.diffusion import gate as gate_config
+  from ml_pipelines.tasks.diffusion_heads import DiffusionSegmentationTask
+  ref = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "diffusion", "segmentor.npz"))
+  model = models.build("diffusion_segmentor", num_classes=5, layer_dims=((3,), (2, 2), (2,)),
+                       variants=3, fusion=fusion, channels=4)
+  convert.load_into(model, convert.load_state_dict(os.path.join(
+      os.path.dirname(__file__), "fixtures", "diffusion", f"segmentor_{fusion}.safetensors")))
+  model.eval()
+  levels = [jnp.asarray(ref[f"x/{l}"]) for l in range(3)]
+  task = DiffusionSegmentationTask(gate_config.get_config("seg_tiny:5"))
+  batch = {f"level{l}": x for l, x in enumerate(levels)} | {"label": jnp.asarray(ref["labels"])}
+  (logits, aux), (total, aux_out) = nnx.jit(lambda m, b: (
+      m([b[f"level{l}"] for l in range(3)]), task.loss(m, b, None, None, 0)))(model, batch)
+  np.testing.assert_allclose(logits, ref[f"{fusion}/logits"], atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(aux, ref[f"{fusion}/aux"], atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(aux_out["metrics"]["lovasz"], ref[f"{fusion}/lovasz"], rtol=1e-5)
+  np.testing.assert_allclose(aux_out["metrics"]["ce"], ref[f"{fusion}/ce"], rtol=1e-5)
+  np.testing.assert_allclose(total, ref[f"{fusion}/loss"], rtol=1e-5)
+
+
+def test_poly_schedule_is_mmseg_poly_lr():
+  """The segmentation configs' `schedule="poly"`: (lr - eta_min) (1 - t / T)^0.9 + eta_min."""
+  import ml_collections
+  from optim import chain
+  c = ml_collections.ConfigDict(dict(learning_rate=1.6e-4, schedule="poly", power=0.9,
+                                     end_factor=1e-4 / 1.6e-4, warmup_steps=0))
+  fn = chain.schedule(c, 100)
+  for t in (0, 10, 55, 100):
+    want = (1.6e-4 - 1e-4) * (1 - t / 100) ** 0.9 + 1e-4
+    assert float(fn(t)) == pytest.approx(want, rel=1e-5)

@@ -134,3 +134,40 @@ def test_text_encoder_matches_transformers_clip(ref):
   enc = load_text_encoder(WEIGHTS)
   np.testing.assert_allclose(enc.hidden_states(jnp.asarray(ref["tokens"])), ref["text_hidden"],
                              atol=1e-5, rtol=0)
+
+
+def test_sdxl_layout_eps_and_taps_match_diffusers():
+  """SDXL is configuration of the same UNet plus its added embedding: a tiny random diffusers UNet
+  in SDXL's layout (per-level heads and transformer depths, linear projections, "text_time"
+  added embedding; make_fixtures.py `sdxl`) loads from its config and matches eps and the hooked
+  activations within 1e-5."""
+  ref = np.load(os.path.join(FIX, "tiny_sdxl.npz"))
+  unet = load_component(os.path.join(FIX, "weights_xl"), "unet")
+  ids = frozenset(k[4:] for k in ref.files if k.startswith("tap/"))
+  added = {"text_embeds": jnp.asarray(ref["text_embeds"]), "time_ids": jnp.asarray(ref["time_ids"])}
+  graphdef, state = nnx.split(unet)
+  eps, taps = jax.jit(lambda s, x, c, a: nnx.merge(graphdef, s)(x, 51, c, taps=ids, added=a))(
+      state, jnp.asarray(ref["sample"]), jnp.asarray(ref["text"]), added)
+  np.testing.assert_allclose(eps, ref["eps"], atol=1e-5, rtol=0)
+  for k in sorted(ids):
+    np.testing.assert_allclose(taps[k], ref[f"tap/{k}"], atol=1e-5, rtol=0, err_msg=k)
+
+
+def test_sdxl_practical_set_exists_in_the_sdxl_layout():
+  """`xl_practical` (the official config_xl_practical.json) names activations of the SDXL-base
+  layout, traced abstractly at reduced width and depth (8 transformer blocks at the deepest level,
+  the set's deepest index being 7; one resnet per block)."""
+  from models.diffusion import activation_sets
+  from models.diffusion.unet import SDXL, UNet
+  options = dict(SDXL, block_out_channels=(8, 16, 16), attention_head_dim=(1, 2, 2),
+                 cross_attention_dim=16, projection_class_embeddings_input_dim=8 + 6 * 4,
+                 addition_time_embed_dim=4, norm_num_groups=4, layers_per_block=1,
+                 transformer_layers_per_block=(1, 1, 8))
+  unet = nnx.eval_shape(lambda: UNet(**options, rngs=nnx.Rngs(0)))
+  shapes = activation_sets.activation_shapes(unet, 16, tokens=5)
+  ids, _ = activation_sets.load("xl_practical")
+  assert {i: shapes[i][1:] for i in ids} == {
+      "up-level0-repeat0-vit-block7-out": (4, 4, 16),
+      "up-level0-repeat0-vit-block5-out": (4, 4, 16),
+      "up-level1-repeat0-vit-block0-cross-q": (8, 8, 16),
+      "up-level1-repeat0-vit-block0-out": (8, 8, 16)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -31,7 +32,7 @@ def test_pndm_denoising_from_60_equals_diffusers():
   steps, noise_t, extract_t, n = schedules.denoising_plan(50, 60)
   np.testing.assert_array_equal(np.append(steps, extract_t), REF["pndm_timesteps"])
   assert (noise_t, extract_t, n) == (61, 50, 1000)
-  eps = iter(REF["pndm_eps"])
-  x = schedules.pndm_denoise(lambda x, t: next(eps), REF["pndm_x_start"].astype(np.float64),
-                             steps, 1000, schedules.alphas_cumprod())
+  eps = jnp.asarray(REF["pndm_eps"])  # one per step, steps descending from 61
+  x = schedules.pndm_denoise(lambda x, t: eps[steps[0] - t], REF["pndm_x_start"], steps, 1000,
+                             schedules.alphas_cumprod())
   np.testing.assert_allclose(x, REF["pndm_x_end"], atol=1e-5)

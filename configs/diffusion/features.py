@@ -20,6 +20,11 @@ import ml_collections
 PROMPTS = {  # the official simple prompts
     "horse21": "a horse", "bedroom28": "a bedroom", "ffhq34": "a human face",
     "cat15": "a cat", "celeba19": "a human face", "spair": "a photo",
+    # the GATE semantic-segmentation configs' prompts
+    "ade20k": "a highly realistic photo of the real world. It can be an indoor scene, or an "
+              "outdoor scene, or a photo of nature. high quality.",
+    "cityscapes": "An urban street scene with multiple lanes, various buildings, traffic lights, "
+                  "cars in the lanes, and pedestrians, highly realistic.",
 }
 FINE_GRAINED = ", high quality, best quality, highly realistic, masterpiece"
 

@@ -3,9 +3,10 @@ channels, for an image size (the official extractor's `--show_all_layers`). Noth
 the UNet is traced abstractly, so SD-1.5 at 512 px lists in seconds without weights.
 
     python -m ml_pipelines.jobs.diffusion_activations [--img_size=512] [--weights_dir=DIR]
-        [--set=practical] [--attention=up_cross]
+        [--set=practical] [--attention=up_cross] [--model=sdxl]
 
-`--weights_dir` reads the UNet's `config.json` (default: SD-1.5's); `--set` (a name of
+`--weights_dir` reads the UNet's `config.json` (default: SD-1.5's, or SDXL-base's with
+`--model=sdxl`, e.g. `--model=sdxl --img_size=1024 --set=xl_practical`); `--set` (a name of
 `models.diffusion.activation_sets` or an official JSON file) prints only that set and its total.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ def main(argv=None) -> None:
   p.add_argument("--weights_dir", default="")
   p.add_argument("--set", default="")
   p.add_argument("--attention", default="", help="comma-separated, e.g. up_cross")
+  p.add_argument("--model", default="sd15", choices=("sd15", "sdxl"))
   args = p.parse_args(argv)
   from models.diffusion import activation_sets, unet as unet_lib, weights
   if args.weights_dir:
@@ -28,7 +30,8 @@ def main(argv=None) -> None:
     options = unet_lib.options_from_diffusers(config)
   else:
     options = {}
-  model = weights.build_abstract(unet_lib.UNet, {**unet_lib.SD15, **options})
+  base = unet_lib.SDXL if args.model == "sdxl" else unet_lib.SD15
+  model = weights.build_abstract(unet_lib.UNet, {**base, **options})
   attention = tuple(a for a in args.attention.split(",") if a)
   ids = None
   if args.set:

@@ -7,16 +7,19 @@ generated shape scenes, then the two papers' mechanisms on its activations.
    with per-pixel masks (4 classes).
 2. Model: our NNX UNet (`models.diffusion.unet.UNet`, block_out_channels (16, 32), cross-attention
    at 16x16 on a learned caption embedding) in pixel space with the SD scaled-linear 1000-step
-   schedule, an extra Sobel-edge input channel dropped for half of the training examples: the same
-   network is
-   the plain model (edges zeroed) and an edge-conditioned "mini-ControlNet".
+   schedule, an extra Sobel-edge input channel (scaled by `EDGE_GAIN`) dropped for half of the
+   training examples: the same network is the plain model (edges zeroed) and an edge-conditioned
+   "mini-ControlNet".
 3. (i) Generic activations (Meng et al. 2024, "Not All Diffusion Model Activations Have Been
    Evaluated"): a per-pixel linear probe on each tapped activation at t = 100 (20 labelled images,
-   mIoU on 60 test images), block outputs vs the inner activations.
+   mIoU on 60 test images), block outputs vs the inner activations; diagnostics: the same probe on
+   the input pixels (+ edges), and the best block and inner activation under the pixel-MLP
+   ensemble (is the probe too weak?).
    (ii) Content shift (Meng et al. 2024, "Suppress Content Shift"): the one-step reconstruction
-   x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar) drifts from the input as t grows; edges steer
-   it back. (iii) GATE: the pixel-classifier ensemble on each variant {plain, edge-conditioned,
-   second noise seed} and the GATE aggregator over the three.
+   x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar) drifts from the input as t grows; the paper
+   expects the edges to steer it back. The last column measures how far the edge channel moves
+   x0_hat at all. (iii) GATE: the pixel-classifier ensemble on each variant {plain,
+   edge-conditioned, second noise seed} and the GATE aggregator over the three.
 Prints the tables and writes `<workdir>/diffusion_demo.png`.
 """
 from __future__ import annotations
@@ -41,6 +44,9 @@ VARIANT_IDS = ("up-level0-upsampler-out", "up-level0-repeat1-vit-block0-cross-q"
                "up-level1-repeat1-res-out")
 PROBE_ID = "up-level0-repeat0-vit-block0-cross-q"
 SIZE, CLASSES = 32, 4
+# the edge channel enters conv_in scaled up: Sobel magnitudes are ~0 away from boundaries, and with
+# unit scale a short run learnt to ignore the channel (RESULTS section 9, first run)
+EDGE_GAIN = 4.0
 
 
 def shapes_scenes(n: int, seed: int):
@@ -94,7 +100,7 @@ def build_model(seed: int):
 
     def __call__(self, x_t, t, edges, taps=frozenset()):
       ctx = jnp.broadcast_to(self.caption[...], (x_t.shape[0], 4, 32))
-      return self.unet(jnp.concatenate([x_t, edges], -1), t, ctx, taps=taps)
+      return self.unet(jnp.concatenate([x_t, EDGE_GAIN * edges], -1), t, ctx, taps=taps)
   return EdgeConditionedDiffusion(nnx.Rngs(seed))
 
 
@@ -266,6 +272,16 @@ def main(argv=None) -> None:
   for kind, group in LEVEL_IDS.items():
     for k in group:
       rows_i.append([k, kind, tr[k].shape[-1], f"{probe_miou(tr[k], lab_y, te[k], test_y):.3f}"])
+  # baselines: the same probe on the input pixels (colour, + Sobel edges) tells whether the
+  # activations carry anything beyond per-pixel colour, i.e. whether the model learnt shapes
+  pix = lambda im: np.concatenate([im / 255.0, sobel_edges(im)], -1)
+  rows_i.append(["input RGB + Sobel edges", "baseline", 4,
+                 f"{probe_miou(pix(lab_img), lab_y, pix(test_img), test_y):.3f}"])
+  best = {kind: max((r for r in rows_i if r[1] == kind), key=lambda r: float(r[3]))[0]
+          for kind in LEVEL_IDS}
+  for kind, k in best.items():  # the stronger probe: the pixel-MLP ensemble
+    score = head_miou(tr[k][..., None, :], lab_y, te[k][..., None, :], test_y, False)
+    rows_i.append([k, f"best {kind}, MLP ensemble", tr[k].shape[-1], f"{score:.3f}"])
   log("probes done")
   print(f"\n(i) Linear probe per activation, t = {args.t} ({args.labelled} labelled images, "
         f"mIoU on {args.test}):")
@@ -274,19 +290,22 @@ def main(argv=None) -> None:
   rows_ii, recon = [], {}
   x0 = test_img.astype(np.float32) / 127.5 - 1
   for t in (10, 50, 100, 250, 500, 800):
-    row = [t]
+    row, xhats = [t], []
     for use_edges in (False, True):
       ftr, _ = feats(lab_img, t, use_edges)
       fte, xhat = feats(test_img, t, use_edges)
       recon[(t, use_edges)] = xhat[:4]
+      xhats.append(xhat)
       k = PROBE_ID
       row += [f"{np.mean((xhat - x0) ** 2):.4f}",
               f"{probe_miou(ftr[k], lab_y, fte[k], test_y):.3f}"]
+    # same noise in both: how much the edge channel moves the prediction at all
+    row.append(f"{np.mean((xhats[1] - xhats[0]) ** 2):.2e}")
     rows_ii.append(row)
   log("content shift done")
   print("\n(ii) Content shift: one-step reconstruction MSE and a cross-q probe vs t:")
   print(common.markdown_table(["t", "recon MSE plain", "probe plain", "recon MSE edge",
-                               "probe edge"], rows_ii), flush=True)
+                               "probe edge", "MSE(x0_hat edge - plain)"], rows_ii), flush=True)
   # (iii) variants and the GATE aggregator at t
   variants = {"plain": (False, 0), "edge-conditioned": (True, 0), "second seed": (False, 1)}
   vx = {}

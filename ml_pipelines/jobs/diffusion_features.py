@@ -22,7 +22,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 def image_files(images_dir: str) -> list[str]:
-  files = sorted(f for f in glob.glob(os.path.join(images_dir, "*"))
+  """The images under `images_dir`, sub-directories included (Cityscapes keeps one per city)."""
+  files = sorted(f for f in glob.glob(os.path.join(images_dir, "**", "*"), recursive=True)
                  if f.lower().endswith(IMAGE_EXTENSIONS))
   if not files:
     raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {images_dir!r}")

@@ -126,3 +126,49 @@ class GateCorrespondenceTask(Task):
       box.append(correspondence.pck(p, t, box=tuple(bbox), alpha=alpha))
     return {"pck_img": float(np.concatenate(img).mean()),
             "pck_bbox": float(np.concatenate(box).mean())}
+
+
+@tasks.register("diffusion_segmentation")
+class DiffusionSegmentationTask(Task):
+  """Semantic segmentation on per-level feature variants (`models.diffusion.heads.
+  DiffusionSegmentor`), GATE's mmseg recipe: decode loss CE + `lovasz_weight` * Lovasz-softmax and
+  `aux_weight` (0.4) * the auxiliary head's CE, logits resized bilinearly to the labels, CE
+  averaged over all pixels with ignored ones counting 0 (mmseg's `avg_non_ignore=False`).
+  Evaluation: the confusion matrix over the split at the label resolution (mIoU, pixel accuracy;
+  `evaluators.segmentation`)."""
+  OPTIONS = frozenset({"num_classes", "aux_weight", "lovasz_weight", "ignore_index"})
+
+  def _logits(self, model, batch):
+    from models.segmenter import resize_bilinear
+    n = sum(k.startswith("level") for k in batch)
+    logits, aux = model([batch[f"level{l}"] for l in range(n)])
+    size = batch["label"].shape[1:3]
+    return resize_bilinear(logits, *size), resize_bilinear(aux, *size)
+
+  def loss(self, model, batch, rng, extra, step):
+    t = self.config.task
+    ignore = t.get("ignore_index", 255)
+    labels = batch["label"]
+    valid = labels != ignore
+    logits, aux = self._logits(model, batch)
+
+    def ce(x):
+      per_pixel = optax.softmax_cross_entropy_with_integer_labels(x, jnp.where(valid, labels, 0))
+      return jnp.mean(jnp.where(valid, per_pixel, 0.0))
+    decode_ce, aux_ce = ce(logits), ce(aux)
+    lovasz = losses.lovasz_softmax(logits, labels, ignore)
+    total = (decode_ce + t.get("lovasz_weight", 1.0) * lovasz
+             + t.get("aux_weight", 0.4) * aux_ce)
+    correct = (jnp.argmax(logits, -1) == labels) & valid
+    return total, {"metrics": {"ce": decode_ce, "lovasz": lovasz, "aux_ce": aux_ce,
+                               "pixel_accuracy": correct.sum() / jnp.maximum(valid.sum(), 1)}}
+
+  def eval_metrics(self, model, batch):
+    from ml_pipelines.tasks.segmentation import confusion
+    pred = jnp.argmax(self._logits(model, batch)[0], -1)
+    return {"confusion": confusion(batch["label"], pred, self.config.task.num_classes,
+                                   self.config.task.get("ignore_index", 255))}
+
+  def evaluate(self, env, state):
+    out = env.predict(state, self.eval_metrics, split=self.config.data.eval_split)
+    return segmentation.segmentation_report(out["confusion"].astype(np.int64).sum(0))

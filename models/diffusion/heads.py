@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from models import register
@@ -172,3 +173,179 @@ def pixel_ensemble(*, rngs, num_classes: int, dim: int, variants: int = 1, membe
                    gate: bool = True, ddpm_dim: int = 0):
   """`models.diffusion.heads.PixelEnsemble`."""
   return PixelEnsemble(num_classes, dim, variants, members, gate, ddpm_dim, rngs=rngs)
+
+
+# --- semantic segmentation over feature variants (GATE's mmseg segmentors) ---------------------
+class ResBlock(nnx.Module):
+  """x + BN(conv3x3(ReLU(BN(conv3x3(x))))) (the official `ResBlock`), every conv and BN weight and
+  bias zero-initialised as released, so the block starts as the identity."""
+
+  def __init__(self, dim, *, rngs):
+    zero = nnx.initializers.zeros
+
+    def conv_bn():
+      c = conv(dim, dim, 3, kernel_init=zero, rngs=rngs)
+      c.bias[...] = jnp.zeros_like(c.bias[...])
+      bn = batch_norm(dim, rngs=rngs)
+      bn.scale[...] = jnp.zeros_like(bn.scale[...])
+      return nnx.List([c, bn])
+    self.conv1, self.conv2 = conv_bn(), conv_bn()
+
+  def __call__(self, x):
+    h = jax.nn.relu(self.conv1[1](self.conv1[0](x)))
+    return x + self.conv2[1](self.conv2[0](h))
+
+
+class MultiRes(nnx.Module):
+  """The official `MultiRes(dim, n)`: `[ResBlock(dim)] * n`, i.e. ONE block applied n times (shared
+  weights; its state dict repeats the block under res.0 ... res.{n-1})."""
+
+  def __init__(self, dim, n, *, rngs):
+    self.n = n
+    self.res = nnx.List([ResBlock(dim, rngs=rngs)])
+
+  def __call__(self, x):
+    for _ in range(self.n):
+      x = self.res[0](x)
+    return x
+
+
+class ConvModule(nnx.Module):
+  """mmcv `ConvModule(conv_cfg=None, norm_cfg=BN, act_cfg=ReLU)`: conv without bias, BN, ReLU."""
+
+  def __init__(self, cin, cout, k, *, rngs):
+    self.conv = conv(cin, cout, k, use_bias=False, rngs=rngs)
+    self.bn = batch_norm(cout, rngs=rngs)
+
+  def __call__(self, x):
+    return jax.nn.relu(self.bn(self.conv(x)))
+
+
+def adaptive_avg_pool(x, size: int):
+  """torch `AdaptiveAvgPool2d(size)` on NHWC: bin i covers [floor(i H / s), ceil((i + 1) H / s))."""
+  h, w = x.shape[1:3]
+  bins = lambda n: [(i * n // size, -(-(i + 1) * n // size)) for i in range(size)]
+  rows = [jnp.stack([x[:, r0:r1, c0:c1].mean(axis=(1, 2)) for c0, c1 in bins(w)], axis=1)
+          for r0, r1 in bins(h)]
+  return jnp.stack(rows, axis=1)
+
+
+class UPerHead(nnx.Module):
+  """mmseg `UPerHead` (Xiao et al. 2018, "Unified Perceptual Parsing"): a pyramid pooling module on
+  the last input (adaptive pools, 1x1 ConvModules, bilinear back, concat, 3x3 bottleneck), 1x1
+  laterals on the others, a top-down path adding each level resized (bilinear, align_corners
+  False) to the previous one's size, 3x3 FPN convs, everything resized to the FIRST input's size,
+  concatenated, a 3x3 bottleneck, Dropout2d, a 1x1 classifier. With GATE's configs the first
+  input is the coarsest level, so logits come out at its resolution."""
+
+  def __init__(self, in_channels, num_classes, channels=512, pool_scales=(1, 2, 3),
+               dropout=0.1, *, rngs):
+    self.pool_scales = tuple(pool_scales)
+    self.psp_modules = nnx.List([nnx.List([Identity(), ConvModule(in_channels[-1], channels, 1,
+                                                                  rngs=rngs)])
+                                 for _ in pool_scales])
+    self.bottleneck = ConvModule(in_channels[-1] + len(pool_scales) * channels, channels, 3,
+                                 rngs=rngs)
+    self.lateral_convs = nnx.List([ConvModule(c, channels, 1, rngs=rngs)
+                                   for c in in_channels[:-1]])
+    self.fpn_convs = nnx.List([ConvModule(channels, channels, 3, rngs=rngs)
+                               for _ in in_channels[:-1]])
+    self.fpn_bottleneck = ConvModule(len(in_channels) * channels, channels, 3, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout, broadcast_dims=(1, 2), rngs=rngs)
+    self.conv_seg = conv(channels, num_classes, 1, rngs=rngs)
+
+  def __call__(self, inputs):
+    from models.segmenter import resize_bilinear
+    up = lambda a, ref: resize_bilinear(a, *ref.shape[1:3])
+    x = inputs[-1]
+    psp = [x] + [up(m[1](adaptive_avg_pool(x, s)), x)
+                 for s, m in zip(self.pool_scales, self.psp_modules)]
+    laterals = [lat(f) for lat, f in zip(self.lateral_convs, inputs)]
+    laterals.append(self.bottleneck(jnp.concatenate(psp, axis=-1)))
+    for i in range(len(laterals) - 1, 0, -1):
+      laterals[i - 1] = laterals[i - 1] + up(laterals[i], laterals[i - 1])
+    outs = [c(l) for c, l in zip(self.fpn_convs, laterals)] + [laterals[-1]]
+    outs = [outs[0]] + [up(o, outs[0]) for o in outs[1:]]
+    return self.conv_seg(self.dropout(self.fpn_bottleneck(jnp.concatenate(outs, axis=-1))))
+
+
+class FCNHead(nnx.Module):
+  """mmseg `FCNHead(num_convs=1, kernel_size=3, concat_input=False)`: a 3x3 ConvModule, Dropout2d,
+  a 1x1 classifier (GATE's auxiliary head on the second level)."""
+
+  def __init__(self, cin, num_classes, channels=512, dropout=0.1, *, rngs):
+    self.convs = nnx.List([ConvModule(cin, channels, 3, rngs=rngs)])
+    self.dropout = nnx.Dropout(dropout, broadcast_dims=(1, 2), rngs=rngs)
+    self.conv_seg = conv(channels, num_classes, 1, rngs=rngs)
+
+  def __call__(self, x):
+    return self.conv_seg(self.dropout(self.convs[0](x)))
+
+
+class DiffusionSegmentor(nnx.Module):
+  """The diffusion-feature segmentors of GATE's semantic-segmentation configs (mmseg, Meng et al.
+  2024; `segmentation/configs/gate_{ade,city}.py` and the segmentor modules they name), over V
+  feature variants at L levels, each level one or more taps (`layer_dims[l]`, channels per tap):
+
+  - per variant and tap: `MultiRes(c, 4)`; taps of a level concatenated;
+  - `fusion="concat"` (`DiffusionSegmentor`, what the released configs instantiate): per variant
+    and level `MultiRes(C_l, 2)`, the variants concatenated per level (V C_l channels), then a
+    `ResBlock(V C_l)`;
+  - `fusion="gate"` (`DiffusionGateSegmentor`): per level, the correspondence weight assigner
+    (conv3x3, ReLU, BN, Dropout, GAP, Linear) on each variant, alpha = softmax over variants per
+    channel, sum_v alpha_v x_v, then `MultiRes(C_l, 2)`;
+  - `UPerHead` on the levels, `FCNHead` on level `aux_level` (the auxiliary head).
+
+  `__call__(levels)` with levels[l] [B, V, H_l, W_l, C_l] -> (logits, auxiliary logits), each at
+  its head's resolution (the task resizes them to the labels)."""
+
+  def __init__(self, num_classes, layer_dims, variants, fusion="concat", channels=512,
+               pool_scales=(1, 2, 3), dropout=0.1, aux_level=1, *, rngs):
+    if fusion not in ("concat", "gate"):
+      raise ValueError(f"fusion must be 'concat' or 'gate', got {fusion!r}")
+    self.fusion, self.aux_level = fusion, aux_level
+    self.layer_dims = tuple(tuple(d) for d in layer_dims)
+    level_dims = [sum(d) for d in self.layer_dims]
+    self.tap_blocks = nnx.List([nnx.List([MultiRes(c, 4, rngs=rngs) for d in self.layer_dims
+                                          for c in d]) for _ in range(variants)])
+    if fusion == "concat":
+      self.sum_blocks = nnx.List([nnx.List([MultiRes(c, 2, rngs=rngs) for c in level_dims])
+                                  for _ in range(variants)])
+      self.fuse_blocks = nnx.List([ResBlock(variants * c, rngs=rngs) for c in level_dims])
+      head_dims = [variants * c for c in level_dims]
+    else:
+      self.weight_assigners = nnx.List([correspondence_weight_assigner(c, rngs=rngs)
+                                        for c in level_dims])
+      self.fuse_blocks = nnx.List([MultiRes(c, 2, rngs=rngs) for c in level_dims])
+      head_dims = level_dims
+    self.decode_head = UPerHead(head_dims, num_classes, channels, pool_scales, dropout, rngs=rngs)
+    self.auxiliary_head = FCNHead(head_dims[aux_level], num_classes, channels, dropout, rngs=rngs)
+
+  def variant_level(self, v, level, x):
+    """The per-tap blocks of variant v on one level's [B, H, W, C_l] and their concatenation."""
+    first = sum(len(d) for d in self.layer_dims[:level])
+    splits = np.cumsum(self.layer_dims[level])[:-1].tolist()
+    parts = jnp.split(x, splits, axis=-1)
+    return jnp.concatenate([self.tap_blocks[v][first + k](p) for k, p in enumerate(parts)], -1)
+
+  def __call__(self, levels):
+    fused = []
+    for l, x in enumerate(levels):
+      per_variant = [self.variant_level(v, l, x[:, v]) for v in range(x.shape[1])]
+      if self.fusion == "concat":
+        per_variant = [self.sum_blocks[v][l](f) for v, f in enumerate(per_variant)]
+        fused.append(self.fuse_blocks[l](jnp.concatenate(per_variant, axis=-1)))
+      else:
+        stacked = jnp.stack(per_variant, axis=1)
+        f, _ = combine(assign_each(self.weight_assigners[l], stacked)[:, :, None, None, :], stacked)
+        fused.append(self.fuse_blocks[l](f))
+    return self.decode_head(fused), self.auxiliary_head(fused[self.aux_level])
+
+
+@register("diffusion_segmentor")
+def diffusion_segmentor(*, rngs, num_classes: int, layer_dims, variants: int,
+                        fusion: str = "concat", channels: int = 512, pool_scales=(1, 2, 3),
+                        dropout: float = 0.1, aux_level: int = 1):
+  """`models.diffusion.heads.DiffusionSegmentor`."""
+  return DiffusionSegmentor(num_classes, layer_dims, variants, fusion, channels, pool_scales,
+                            dropout, aux_level, rngs=rngs)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -71,36 +72,55 @@ def denoising_plan(t: int, denoising_from: int) -> tuple[np.ndarray, int, int, i
 
 
 def _prev_sample(x, eps, t, prev_t, abar):
+  """PNDM's `_get_prev_sample` (Liu et al. 2022, Eq. 9); abar_{-1} = abar_0
+  (set_alpha_to_one=False); `t`, `prev_t` may be traced."""
   a_t = abar[t]
-  a_prev = abar[prev_t] if prev_t >= 0 else abar[0]  # set_alpha_to_one=False
-  denom = a_t * (1 - a_prev) ** 0.5 + (a_t * (1 - a_t) * a_prev) ** 0.5
-  return (a_prev / a_t) ** 0.5 * x - (a_prev - a_t) * eps / denom
+  a_prev = jnp.where(prev_t >= 0, abar[jnp.maximum(prev_t, 0)], abar[0])
+  denom = a_t * jnp.sqrt(1 - a_prev) + jnp.sqrt(a_t * (1 - a_t) * a_prev)
+  return jnp.sqrt(a_prev / a_t) * x - (a_prev - a_t) * eps / denom
+
+
+def plms_plan(steps, n: int) -> dict[str, np.ndarray]:
+  """diffusers' `PNDMScheduler.step_plms` counter logic, unrolled into per-step constants: the
+  step goes from `t_from` to `t_to`, its eps is `coef_eps * eps + coef_ets . ets` over the last four
+  pushed eps (oldest first; the second step pushes none and redoes the first step from the saved
+  sample with the mean of both eps), `use_saved` / `save` the first step's input sample."""
+  delta = TRAIN_STEPS // n
+  rows, pushed = [], 0
+  for counter, t in enumerate(int(s) for s in steps):
+    t_from, t_to, coef_eps, coef = t, t - delta, 0.0, [0.0] * 4
+    if counter == 1:
+      t_from, t_to, coef_eps, coef[3] = t + delta, t, 0.5, 0.5
+    else:
+      pushed = min(pushed + 1, 4)
+      coef[4 - pushed:] = {1: [1.0], 2: [-1 / 2, 3 / 2], 3: [5 / 12, -16 / 12, 23 / 12],
+                           4: [-9 / 24, 37 / 24, -59 / 24, 55 / 24]}[pushed]
+    rows.append((t, t_from, t_to, counter != 1, counter == 1, counter == 0, coef_eps, coef))
+  names = ("t", "t_from", "t_to", "push", "use_saved", "save", "coef_eps", "coef_ets")
+  return {k: np.asarray(v, np.float32 if k.startswith("coef") else None)
+          for k, v in zip(names, zip(*rows))}
 
 
 def pndm_denoise(eps_fn: Callable, x, steps, n: int, abar) -> jnp.ndarray:
   """Runs `x = step(eps_fn(x, t), t, x)` over `steps` with a fresh `PNDMScheduler` (skip_prk_steps)
-  whose `set_timesteps(n)` was called: PLMS with diffusers' counter logic."""
-  abar = np.asarray(abar, np.float64)
-  delta = TRAIN_STEPS // n
-  ets, cur = [], None
-  for counter, t in enumerate(int(s) for s in steps):
-    eps = eps_fn(x, t)
-    prev_t = t - delta
-    if counter != 1:
-      ets = ets[-3:] + [eps]
-    else:
-      prev_t, t = t, t + delta
-    if len(ets) == 1 and counter == 0:
-      cur = x
-    elif len(ets) == 1 and counter == 1:
-      eps, x, cur = (eps + ets[-1]) / 2, cur, None
-    elif len(ets) == 2:
-      eps = (3 * ets[-1] - ets[-2]) / 2
-    elif len(ets) == 3:
-      eps = (23 * ets[-1] - 16 * ets[-2] + 5 * ets[-3]) / 12
-    else:
-      eps = (55 * ets[-1] - 59 * ets[-2] + 37 * ets[-3] - 9 * ets[-4]) / 24
-    x = _prev_sample(x, eps, t, prev_t, abar)
+  whose `set_timesteps(n)` was called: PLMS with diffusers' counter logic (`plms_plan`), as one
+  `lax.scan`, so `eps_fn` (a UNet with ControlNet) is traced and compiled once."""
+  if len(steps) == 0:
+    return x
+  abar = jnp.asarray(abar, jnp.float32)
+  plan = {k: jnp.asarray(v) for k, v in plms_plan(steps, n).items()}
+
+  def body(carry, row):
+    x, saved, ets = carry
+    eps = eps_fn(x, row["t"]).astype(x.dtype)
+    ets = jnp.where(row["push"], jnp.concatenate([ets[1:], eps[None]]), ets)
+    model_out = row["coef_eps"] * eps + jnp.tensordot(row["coef_ets"], ets, axes=1)
+    sample = jnp.where(row["use_saved"], saved, x)
+    saved = jnp.where(row["save"], x, saved)
+    x = _prev_sample(sample, model_out, row["t_from"], row["t_to"], abar).astype(x.dtype)
+    return (x, saved, ets), None
+  x = jnp.asarray(x)
+  (x, _, _), _ = jax.lax.scan(body, (x, x, jnp.zeros((4,) + x.shape, x.dtype)), plan)
   return x
 
 

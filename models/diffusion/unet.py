@@ -5,7 +5,9 @@ eps = UNet(z_t, t, c): sinusoidal time embedding -> MLP; conv_in; down blocks (R
 followed by a cross-attention transformer in `CrossAttnDownBlock2D`, then a stride-2 conv); a mid
 block (resnet, transformer, resnet); up blocks on the concatenated skips (nearest x2 + conv);
 GN, SiLU, conv_out. Constructor arguments carry diffusers' config names, so a `unet/config.json`
-builds the matching model (`UNet.from_diffusers_config`). Defaults are SD-1.5's.
+builds the matching model (`weights.load_component`). Defaults are SD-1.5's; SDXL (Podell et al.
+2023) is the same network by configuration (`SDXL`: per-level transformer depths and heads, linear
+projections) plus its added embedding of the pooled text and the size / crop ids (`added=`).
 
     eps, taps = unet(z_t, t, text, taps=frozenset({"up-level1-repeat1-vit-block0-cross-q"}))
 
@@ -32,6 +34,18 @@ SD15 = dict(in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1
             down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
             up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
             layers_per_block=2, cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32)
+
+
+# SDXL-base (`stabilityai/stable-diffusion-xl-base-1.0` unet/config.json): the same network with
+# three levels, linear projections, per-level heads and transformer depths, 2048-d context (two
+# text encoders' states concatenated) and the "text_time" added embedding.
+SDXL = dict(in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280),
+            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 2,
+            up_block_types=("CrossAttnUpBlock2D",) * 2 + ("UpBlock2D",), layers_per_block=2,
+            cross_attention_dim=2048, attention_head_dim=(5, 10, 20),
+            transformer_layers_per_block=(1, 2, 10), use_linear_projection=True,
+            addition_embed_type="text_time", addition_time_embed_dim=256,
+            projection_class_embeddings_input_dim=2816, norm_num_groups=32)
 
 
 def _per_block(value, n):
@@ -109,13 +123,21 @@ class UNetEncoder(nnx.Module):
                down_block_types: Sequence[str] = SD15["down_block_types"], layers_per_block=2,
                cross_attention_dim=768, attention_head_dim=8, num_attention_heads=None,
                norm_num_groups=32, norm_eps=1e-5, transformer_layers_per_block=1,
-               use_linear_projection=False, flip_sin_to_cos=True, freq_shift=0, rngs: nnx.Rngs):
+               use_linear_projection=False, flip_sin_to_cos=True, freq_shift=0,
+               addition_embed_type=None, addition_time_embed_dim=None,
+               projection_class_embeddings_input_dim=None, rngs: nnx.Rngs):
     ch = tuple(block_out_channels)
     n = len(ch)
     self.flip_sin_to_cos, self.freq_shift, self.channels = flip_sin_to_cos, freq_shift, ch
     self.heads = _per_block(num_attention_heads or attention_head_dim, n)
     self.depths = _per_block(transformer_layers_per_block, n)
     self.time_embedding = TimestepEmbedding(ch[0], 4 * ch[0], rngs=rngs)
+    if addition_embed_type not in (None, "text_time"):
+      raise ValueError(f"unsupported addition_embed_type {addition_embed_type!r}")
+    self.addition_time_embed_dim = addition_time_embed_dim
+    if addition_embed_type:  # SDXL: pooled text + sinusoids of the six size / crop ids
+      self.add_embedding = TimestepEmbedding(projection_class_embeddings_input_dim, 4 * ch[0],
+                                             rngs=rngs)
     self.conv_in = conv(in_channels, ch[0], 3, rngs=rngs)
     common = dict(temb=4 * ch[0], groups=norm_num_groups, eps=norm_eps,
                   context_dim=cross_attention_dim, linear_projection=use_linear_projection)
@@ -128,10 +150,19 @@ class UNetEncoder(nnx.Module):
                               rngs=rngs)
     self._common = common
 
-  def embed_time(self, timestep, batch):
+  def embed_time(self, timestep, batch, added=None):
+    """MLP(sinusoids(t)), plus for SDXL (`addition_embed_type="text_time"`) MLP([text_embeds,
+    sinusoids(time_ids)]) from `added = {"text_embeds": [B, P], "time_ids": [B, 6]}`."""
     t = jnp.broadcast_to(jnp.asarray(timestep, jnp.float32).reshape(-1), (batch,))
+    dtype = self.conv_in.kernel.dtype
     emb = timestep_embedding(t, self.channels[0], self.flip_sin_to_cos, self.freq_shift)
-    return self.time_embedding(emb.astype(self.conv_in.kernel.dtype))
+    emb = self.time_embedding(emb.astype(dtype))
+    if self.addition_time_embed_dim:
+      ids = timestep_embedding(added["time_ids"].reshape(-1), self.addition_time_embed_dim,
+                               self.flip_sin_to_cos, self.freq_shift).reshape(batch, -1)
+      emb = emb + self.add_embedding(
+          jnp.concatenate([added["text_embeds"], ids], axis=-1).astype(dtype))
+    return emb
 
   def encode(self, sample, temb, context, rec=None, cond=None):
     """conv_in (+ `cond`), the down blocks; returns (x, skips) before the mid block."""
@@ -166,9 +197,9 @@ class UNet(UNetEncoder):
     self.conv_out = conv(ch[0], out_channels, 3, rngs=rngs)
 
   def __call__(self, sample, timestep, context, *, taps=frozenset(), attention=(),
-               down_residuals=None, mid_residual=None):
+               down_residuals=None, mid_residual=None, added=None):
     rec = Recorder(taps, attention, sample.shape[1]) if (taps or attention) else None
-    temb = self.embed_time(timestep, sample.shape[0])
+    temb = self.embed_time(timestep, sample.shape[0], added)
     x, skips = self.encode(sample, temb, context, rec)
     if down_residuals is not None:
       skips = [s + r for s, r in zip(skips, down_residuals, strict=True)]
@@ -188,19 +219,26 @@ UNET_OPTIONS = ("in_channels", "out_channels", "block_out_channels", "down_block
                 "up_block_types", "layers_per_block", "cross_attention_dim", "attention_head_dim",
                 "num_attention_heads", "norm_num_groups", "norm_eps",
                 "transformer_layers_per_block", "use_linear_projection", "flip_sin_to_cos",
-                "freq_shift")
+                "freq_shift", "addition_embed_type", "addition_time_embed_dim",
+                "projection_class_embeddings_input_dim")
 
 
 def options_from_diffusers(config: dict, allowed=UNET_OPTIONS) -> dict:
   """Our constructor arguments from a diffusers `config.json` (the keys we support); a config
-  using a feature we do not build (SDXL's added embeddings, ...) fails by name."""
+  using a feature we do not build (class embeddings, ...) fails by name."""
   unsupported = {k: v for k, v in config.items()
                  if k in ("addition_embed_type", "class_embed_type", "encoder_hid_dim",
                           "time_embedding_type", "only_cross_attention", "mid_block_type")
-                 and v not in (None, False, "positional", "UNetMidBlock2DCrossAttn")}
+                 and v not in (None, False, "positional", "UNetMidBlock2DCrossAttn", "text_time")}
   if unsupported:
     raise ValueError(f"unsupported diffusers UNet options: {unsupported}")
   return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in allowed}
+
+
+@models.register("sdxl_unet")
+def sdxl_unet(*, rngs: nnx.Rngs, **kw) -> UNet:
+  """The SDXL-base UNet: `__call__(..., added={"text_embeds": [B, 1280], "time_ids": [B, 6]})`."""
+  return UNet(**{**SDXL, **kw}, rngs=rngs)
 
 
 @models.register("sd_unet")
