@@ -166,6 +166,10 @@ def _prompter_file(c, path):
 
 def test_frozen_prompter_loads_from_init_from_gets_no_gradient_and_the_loss_falls(tmp_path):
   c = _tiny("both")
+  c.model.vision.update(embed_dim=64)  # narrower towers: a cheaper step
+  c.model.text.update(hidden_size=64, encoder_width=64)
+  c.model.prompter.vision.update(embed_dim=48)
+  c.model.prompter.text.update(hidden_size=48)
   c.total_steps, c.batch_size, c.eval_batch_size, c.eval_every = 12, 8, 8, 0  # no evaluation
   c.checkpoint_every, c.log_every = 12, 1
   c.optimizer.update(learning_rate=3e-3, warmup_steps=0, schedule="constant")
