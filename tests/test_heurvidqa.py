@@ -205,3 +205,20 @@ def test_a_trainable_prompter_or_a_bad_switch_is_refused():
     c.task.heuristics.inject = "prompt"
     task_lib.HeurVidQA(c)
   assert task_lib.HeurVidQA(_tiny("none")).constants(None) is None
+
+
+def test_a_clip_file_loads_into_a_tmvm_prompter_and_nothing_else():
+  """`prompter_open_clip` (real-data configs): a tiny open_clip file (tests/fixtures/clip) fills
+  every `prompter/` variable of a CLIP4Clip-meanP prompter, the QA towers are skipped."""
+  from safetensors.numpy import load_file
+  from models import convert
+  from tests.test_video_towers import CLIP_FIX, CLIP_TOWERS
+  sd = {k: v for k, v in load_file(CLIP_FIX).items() if not k.startswith("__")}
+  c = _tiny()
+  c.model.prompter = dict(name="tmvm", num_prototypes=1, uniform_masks=True, **CLIP_TOWERS)
+  model = nnx.eval_shape(lambda: models.build(c.model, seed=0))
+  ours = flat_paths(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+  found = convert.match(ours, sd, convert.get("prompter_open_clip"), skip=r"^(?!prompter/)")
+  assert not found.problems and len(found.arrays) == len(sd)
+  assert set(found.arrays) == {p for p in ours if p.startswith("prompter/")}
+  np.testing.assert_array_equal(found.arrays["prompter/logit_scale"], sd["logit_scale"])
