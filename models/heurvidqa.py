@@ -23,7 +23,8 @@ enter the QA model is our design [inferred], with both readings switchable
   the fused [CLS] the answer head reads attends to them.
 * (b) loss [inferred]: the QA model predicts the heuristics from its fused [CLS] token,
   `logits^k_e = <l2norm(U^k cls), P^k_e> / tau` with the prompter's frozen temperature, and is
-  trained towards the prompter's `h^k` (losses/heurvidqa.py).
+  trained towards the prompter's `h^k` (losses/heurvidqa.py). With both, that [CLS] has also read
+  the heuristic tokens, so the loss then mostly teaches the fusion layers to read them.
 
 The prompter (`prompter` block) is a second set of towers next to the QA model's: `alpro_prompter`
 (below: ALPRO's `Prompter`, a video tower such as TimeSformer and a BERT text tower with 256-d

@@ -12,8 +12,8 @@ recipe are the classifier's (`classifier.py:<dataset>`); HeurVidQA adds a frozen
 the entity / action prompts. The paper's body could not be read: the injection, k = 5 and the
 loss weight 1 are [inferred] (models/heurvidqa.py).
 
-- `moving_shapes`: the prompter is ALPRO's `Prompter` (tiny TimeSformer + text encoder, 256-d ->
-  64-d projections) pretrained by `heurvidqa.py:prompter`: video-caption contrastive training on
+- `moving_shapes`: the prompter is ALPRO's `Prompter` (a tiny TimeSformer and text encoder, 64-d
+  projections where ALPRO has 256) pretrained by `heurvidqa.py:prompter`: video-caption contrastive training on
   `moving_shapes_retrieval` videos of another seed than the QA videos. Entities are the 15
   colour-shape names, actions the 5 motions, in the captions' own words; the templates are the
   caption grammar with the other slot filled in every way ("a {} moves left", ..., for entities;
