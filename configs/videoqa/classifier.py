@@ -15,6 +15,13 @@ from configs.videoqa import common
 
 def get_config(arg=None):
   dataset = arg or "moving_shapes"
+  if dataset == "moving_shapes_mc":
+    c = common.moving_shapes(ml_collections.ConfigDict(), name="moving_shapes_mcqa")
+    c.model = ml_collections.ConfigDict(dict(
+        name="videoqa_multiple_choice", vision=common.video_common.TINY_VISION,
+        text=dict(common.TINY_TEXT, max_position=24)))
+    c.task = ml_collections.ConfigDict(dict(name="videoqa_multiple_choice"))
+    return c
   if dataset != "moving_shapes":
     raise ValueError(f"Unknown video-QA dataset {dataset!r}; known: moving_shapes.")
   c = common.moving_shapes(ml_collections.ConfigDict())

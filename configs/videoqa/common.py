@@ -13,11 +13,11 @@ TINY_DECODER = dict(name="answer_decoder", vocab_size=len(moving_shapes.VOCAB), 
 MS_ANSWERS = len(moving_shapes.MOTIONS) + len(moving_shapes.SHAPES) * len(moving_shapes.COLOURS)
 
 
-def moving_shapes(c, *, total_steps: int = 600, **data):
+def moving_shapes(c, *, total_steps: int = 600, name: str = "moving_shapes_qa", **data):
   """Run keys, data and optimizer of a `moving_shapes_qa` run trained from scratch."""
   video_common.run_keys(c, total_steps=total_steps, batch_size=64, eval_batch_size=100,
                         eval_every=total_steps)
-  c.data = ml_collections.ConfigDict(dict(name="moving_shapes_qa", train_split="train",
+  c.data = ml_collections.ConfigDict(dict(name=name, train_split="train",
                                           eval_split="test", **data))
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=1e-3, weight_decay=0.01, schedule="cosine", warmup_steps=50,

@@ -5,6 +5,11 @@
 outside the vocabulary (label -1) are left out of the loss. Evaluation: arg-max answer, accuracy
 overall and per question type (a label of -1 is always wrong).
 
+`videoqa_multiple_choice` (model `videoqa_multiple_choice`): the same cross-entropy over the C
+candidate logits of each question against `label`, the correct candidate (NExT-QA); evaluation
+as above, and per group of types when the dataset declares `qtype_groups` (NExT-QA: causal,
+temporal, descriptive).
+
 `videoqa_generation` (model `mcg`, [inferred] loss forms, see losses/videoqa.py):
   `L = answer_weight * CE_ls(answer) + icl_weight * L_ICL + tcl_weight * L_TCL`,
   `L_ICL = symmetric_cross_entropy(v_cls q_cls^T / tau)`,
@@ -53,7 +58,16 @@ def _inputs(batch):
 def _report(env, config, correct, index):
   info = env.dataset(config.data.eval_split).info
   types = np.asarray(info["qtypes"])[_qtypes(env, config)[index]]
-  return qa.accuracy_by_type(correct, types)
+  return qa.accuracy_by_type(correct, types, info.get("qtype_groups"))
+
+
+def _cross_entropy(logits, labels):
+  """Mean cross-entropy over the examples with a label >= 0, and the accuracy over all."""
+  valid = labels >= 0
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
+                                                       jnp.maximum(labels, 0))
+  loss = jnp.sum(jnp.where(valid, ce, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+  return loss, {"metrics": {"accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}}
 
 
 def _qtypes(env, config):
@@ -72,17 +86,30 @@ class VideoQAClassification(Task):
     return None
 
   def loss(self, model, batch, rng, extra, step):
-    logits = model(*_inputs(batch))
-    valid = batch["label"] >= 0
-    ce = optax.softmax_cross_entropy_with_integer_labels(
-        logits.astype(jnp.float32), jnp.maximum(batch["label"], 0))
-    loss = jnp.sum(jnp.where(valid, ce, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
-    acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-    return loss, {"metrics": {"accuracy": acc}}
+    return _cross_entropy(model(*_inputs(batch)), batch["label"])
 
   @staticmethod
   def predictions(model, batch):
     return {"prediction": jnp.argmax(model(*_inputs(batch)), -1), "label": batch["label"]}
+
+  def evaluate(self, env, state):
+    out = env.predict(state, self.predictions, split=self.config.data.eval_split)
+    return _report(env, self.config, out["prediction"] == out["label"], out["index"])
+
+
+def _choice_inputs(batch):
+  return batch["video"], batch["frame_mask"], batch["candidates"], batch["candidates_mask"]
+
+
+@tasks.register("videoqa_multiple_choice")
+class VideoQAMultipleChoice(Task):
+
+  def loss(self, model, batch, rng, extra, step):
+    return _cross_entropy(model(*_choice_inputs(batch)), batch["label"])
+
+  @staticmethod
+  def predictions(model, batch):
+    return {"prediction": jnp.argmax(model(*_choice_inputs(batch)), -1), "label": batch["label"]}
 
   def evaluate(self, env, state):
     out = env.predict(state, self.predictions, split=self.config.data.eval_split)
