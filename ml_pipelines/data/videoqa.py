@@ -73,9 +73,12 @@ def answer_labels(answers: Sequence[str], ans2label: dict[str, int], split: str)
   return labels
 
 
-def warn_long_questions(questions: Sequence[str], max_words: int, split: str) -> None:
-  """One warning for the questions whose "[CLS] words [SEP]" exceed `max_words` tokens."""
-  long = [q for q in questions if len(q.split()) + 2 > max_words]
+def warn_long_questions(questions: Sequence[str], max_words: int, split: str,
+                        count: Callable[[str], int] | None = None) -> None:
+  """One warning for the questions whose "[CLS] tokens [SEP]" exceed `max_words` tokens;
+  `count(text)`: its number of tokens (default: whitespace words)."""
+  count = count or (lambda q: len(q.split()))
+  long = [q for q in questions if count(q) + 2 > max_words]
   if long:
     warnings.warn(f"{split}: {len(long)} of {len(questions)} questions are longer than "
                   f"data.max_words={max_words} tokens and are truncated (e.g. {long[0]!r}).",
@@ -106,7 +109,8 @@ def qa_split(videos, names: Sequence[str], items: Sequence[tuple[int, str, str, 
   (multiple choice; its answer must be one of them), or None (open-ended)."""
   questions = [q for _, q, _, _ in items]
   answers = [a for _, _, a, _ in items]
-  warn_long_questions(questions, max_words, split)
+  encode = getattr(tokenize, "encode", None)  # a subword tokenizer counts its own tokens
+  warn_long_questions(questions, max_words, split, encode and (lambda q: len(encode(q))))
   q_ids, q_mask = tokenize(questions, max_words)
   a_ids, a_mask = tokenize(answers, answer_words)
   extra_spec, extra = {}, {}
