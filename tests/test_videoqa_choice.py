@@ -11,7 +11,7 @@ from flax import nnx
 
 import models
 from configs.videoqa import classifier
-from ml_pipelines import data, train
+from ml_pipelines import data
 from ml_pipelines.data import moving_shapes, videoqa
 from ml_pipelines.evaluators import qa
 from ml_pipelines.tasks.videoqa import VideoQAMultipleChoice
@@ -67,7 +67,7 @@ def test_moving_shapes_mcqa_layout():
   assert len(positions) > 1  # the answer is not always in the same place
 
 
-def test_model_scores_each_candidate_alone_and_trains(tmp_path):
+def test_model_scores_each_candidate_alone():
   c = classifier.get_config("moving_shapes_mc")
   c.model.vision.update(depth=1)
   c.model.text.update(num_layers=2, fusion_layer=1)
@@ -82,15 +82,7 @@ def test_model_scores_each_candidate_alone_and_trains(tmp_path):
   def scores(m, b):
     both = m(b["video"], b["frame_mask"], b["candidates"], b["candidates_mask"])
     alone = m(b["video"], b["frame_mask"], b["candidates"][:, 3:4], b["candidates_mask"][:, 3:4])
-    return both, alone[:, 0]
-  both, alone = scores(model, batch)  # candidate 3 scored alone = its score among all five
+    return both, alone[:, 0], VideoQAMultipleChoice.predictions(m, b)["prediction"]
+  both, alone, pred = scores(model, batch)  # candidate 3 scored alone = its score among all five
   np.testing.assert_allclose(np.asarray(both)[:, 3], np.asarray(alone), atol=1e-5)
-
-  c.total_steps, c.batch_size, c.eval_batch_size, c.eval_every = 1, 8, 8, 1
-  c.checkpoint_every, c.log_every = 1, 1
-  c.optimizer.update(learning_rate=0.0, warmup_steps=0, schedule="constant")  # keeps the init
-  out = train.train_and_evaluate(c, str(tmp_path))
-  correct = np.asarray(both).argmax(-1) == np.asarray(batch["label"])
-  types = np.asarray(ds.info["qtypes"])[np.asarray(batch["qtype"])]
-  for k, v in qa.accuracy_by_type(correct, types).items():
-    assert out[f"eval/{k}"] == pytest.approx(v)
+  np.testing.assert_array_equal(np.asarray(pred), np.asarray(both).argmax(-1))

@@ -158,3 +158,46 @@ def test_bad_inputs_in_a_real_layout(tmp_path):
     json.dump([{"answer": "two", "id": 0, "question": "who jumps ?", "video_id": 7}], f)
   with pytest.raises(KeyError, match="names video 'video7', which is not among the 2 videos"):
     data.get("msrvtt_qa")(config, "test")
+
+
+def _tiny(c):
+  """The real config with towers small enough for a test (TimeSformer: the clip path)."""
+  c.model.vision = dict(name="timesformer_b16", embed_dim=16, depth=1, num_heads=2, patch_size=3,
+                        img_size=6, num_frames=2, drop_path=0.0)
+  c.model.text = dict(name="bert_base", vocab_size=len(VOCAB), hidden_size=16, num_layers=2,
+                      num_heads=2, fusion_layer=1, encoder_width=16, max_position=64)
+  if "decoder" in c.model:
+    c.model.decoder = dict(name="answer_decoder", vocab_size=len(VOCAB), hidden_size=16,
+                           num_layers=1, num_heads=2, max_position=16)
+  return c
+
+
+@pytest.mark.parametrize("method,name", [("classifier", "nextqa"), ("mcg", "activitynet_qa")])
+def test_real_configs_run_on_the_fake_layouts(tmp_path, method, name):
+  import jax.numpy as jnp
+
+  import models
+  from configs.videoqa import classifier, mcg
+  from ml_pipelines import tasks
+  root = str(tmp_path)
+  _layout(root, name)
+  prep.prepare_videos(os.path.join(root, "videos"), os.path.join(root, "prepared"), fps=1, size=6,
+                      source_fps=1)
+  c = _tiny((classifier if method == "classifier" else mcg).get_config(name))
+  c.data.update(_config(root))
+  ds = data.get(c.data.name)(c.data, "train")
+  exs = [ds.eval_preprocess(dict(ds.source[i])) for i in range(len(ds.source))]
+  batch = {k: jnp.asarray(np.stack([e[k] for e in exs])) for k in exs[0]}
+  model = models.build(c.model, seed=0)
+  task = tasks.get(c.task.name)(c)
+  loss, aux = task.loss(model, batch, None, None, 0)
+  if method == "mcg":
+    assert special_ids(ds.info["vocab"]) == (0, 2, 3)  # BERT-style vocabulary: not 0, 1, 2
+    assert np.isfinite(float(loss)) and float(aux["metrics"]["answer_ce"]) > 0
+    return
+  logits = np.asarray(model(batch["video"], batch["frame_mask"], batch["candidates"],
+                            batch["candidates_mask"]))
+  assert logits.shape == (5, 5)
+  labels = np.asarray(batch["label"])
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  assert float(loss) == pytest.approx(-logp[np.arange(5), labels].mean(), rel=1e-4)
