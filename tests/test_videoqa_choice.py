@@ -86,3 +86,19 @@ def test_model_scores_each_candidate_alone():
   both, alone, pred = scores(model, batch)  # candidate 3 scored alone = its score among all five
   np.testing.assert_allclose(np.asarray(both)[:, 3], np.asarray(alone), atol=1e-5)
   np.testing.assert_array_equal(np.asarray(pred), np.asarray(both).argmax(-1))
+
+
+def test_held_out_answers_leave_training_and_are_typed_in_test():
+  opts = dict(train_size=40, test_size=40, num_frames=2, held_out=("red square", "blue circle"))
+  train_ds = data.get("moving_shapes_qa")(opts, "train")
+  test_ds = data.get("moving_shapes_qa")(opts, "test")
+  train_pairs = [p for i in range(40) for p in moving_shapes.video(0, "train", i)["qa"]]
+  test_pairs = [p for i in range(40) for p in moving_shapes.video(0, "test", i)["qa"]]
+  assert train_ds.info["answers"] == [a for _, a in train_pairs if a not in opts["held_out"]]
+  assert not set(opts["held_out"]) & set(train_ds.info["ans2label"])
+  held = [k for k, (_, a) in enumerate(test_pairs) if a in opts["held_out"]]
+  assert held and test_ds.info["answers"] == [a for _, a in test_pairs]
+  types = np.asarray(test_ds.info["qtypes"])[[test_ds.source[k]["qtype"] for k in range(
+      len(test_pairs))]]
+  assert set(np.flatnonzero(types == "held-out")) == set(held)
+  assert all(test_ds.source[k]["label"] == -1 for k in held)  # no class for a held-out answer

@@ -1,7 +1,7 @@
 """MCG (Yu et al., arXiv 2410.09379) generative video QA [inferred]: `mcg.py:<dataset>[,beams]`.
 
-Datasets: `moving_shapes` (embedded; `moving_shapes32`: 32-frame videos, as MCG's long-video
-setting) and `msrvtt_qa`, `msvd_qa`, `activitynet_qa`, `nextqa` from their official layouts (the
+Datasets: `moving_shapes` (embedded; `moving_shapes32`: 32-frame videos of which head-tail
+sampling reads 8, MCG's sparse sampling of long videos) and `msrvtt_qa`, `msvd_qa`, `activitynet_qa`, `nextqa` from their official layouts (the
 generator learns the answer text; on NExT-QA the correct candidate's text, scored by exact match),
 with ALPRO's towers and recipe (configs/videoqa/common.py) and a BERT-base-shaped decoder.
 
@@ -28,7 +28,7 @@ def get_config(arg=None):
         name="mcg", vision=common.REAL_VISION, text=common.REAL_TEXT,
         decoder=common.REAL_DECODER, embed_dim=256))
   elif parts[0] in ("moving_shapes", "moving_shapes32"):
-    frames = dict(frames=32, num_frames=32) if parts[0] == "moving_shapes32" else {}
+    frames = dict(frames=32, num_frames=8) if parts[0] == "moving_shapes32" else {}
     c = common.moving_shapes(ml_collections.ConfigDict(), train_sampling="headtail", **frames)
     c.model = ml_collections.ConfigDict(dict(
         name="mcg", vision=common.video_common.TINY_VISION, text=common.TINY_TEXT,

@@ -28,7 +28,9 @@ question naming a missing video is an error.
 `moving_shapes_qa`: the QA pairs `moving_shapes.video` writes, typed "action" ("what is the red
 circle doing ?" -> "moving left") and "entity" ("what moves left ?" -> "red circle").
 Options: frames, size, train_size, test_size, seed, num_frames, train_sampling (uniform |
-headtail), max_words (question), answer_words, hard.
+headtail), max_words (question), answer_words, hard, held_out (answers never trained on: their
+questions are dropped from `train` and typed "held-out" elsewhere, e.g. colour-shape
+compositions whose words are all seen in other answers).
 `moving_shapes_mcqa`: the same questions as multiple choice: the answer and `choices` - 1 (4)
 other answers of the same kind (the 5 actions; 4 of the 14 other colour-shape entities), in an
 order drawn from `(seed, split, question index)`. Options: those of `moving_shapes_qa`, choices.
@@ -47,7 +49,8 @@ from ml_pipelines.data import video as video_lib
 from ml_pipelines.data.video_text import _base_split, _ms_videos, _opts
 
 MS_QA_DEFAULTS = dict(frames=8, size=32, train_size=2000, test_size=500, seed=0, num_frames=8,
-                      train_sampling="uniform", max_words=12, answer_words=5, hard=False)
+                      train_sampling="uniform", max_words=12, answer_words=5, hard=False,
+                      held_out=())
 
 
 class AnswerVocabularyError(ValueError):
@@ -166,9 +169,13 @@ def qa_split(videos, names: Sequence[str], items: Sequence[tuple[int, str, str, 
                       eval_preprocess=lambda ex: with_video(dict(ex), "uniform", None), info=info)
 
 
-def _ms_items(videos) -> list[tuple[int, str, str, str]]:
-  return [(i, q, a, "action" if q.endswith("doing ?") else "entity")
-          for i, v in enumerate(videos) for q, a in v["qa"]]
+def _ms_items(videos, split: str = "test", held_out=()) -> list[tuple[int, str, str, str]]:
+  """(video row, question, answer, type) of `videos`; answers in `held_out` are left out of
+  `train` and typed "held-out" in the other splits."""
+  held = set(held_out)
+  items = [(i, q, a, "held-out" if a in held else "action" if q.endswith("doing ?") else "entity")
+           for i, v in enumerate(videos) for q, a in v["qa"]]
+  return [it for it in items if it[3] != "held-out"] if split == "train" else items
 
 
 @data.register("moving_shapes_qa")
@@ -176,10 +183,10 @@ def moving_shapes_qa(config, split: str) -> data.Dataset:
   o = _opts(config, MS_QA_DEFAULTS)
   split = _base_split(split)
   vids = _ms_videos(o, split)
-  train_items = _ms_items(_ms_videos(o, "train"))
+  train_items = _ms_items(_ms_videos(o, "train"), "train", o["held_out"])
   ans2label = answer_vocabulary([a for _, _, a, _ in train_items])
   return qa_split([v["frames"] for v in vids], [f"{split}/{i}" for i in range(len(vids))],
-                  _ms_items(vids), split, moving_shapes.tokenize, ans2label=ans2label,
+                  _ms_items(vids, split, o["held_out"]), split, moving_shapes.tokenize, ans2label=ans2label,
                   num_frames=o["num_frames"], max_words=o["max_words"],
                   answer_words=o["answer_words"], train_sampling=o["train_sampling"],
                   info={"vocab": moving_shapes.VOCAB, "vocab_size": len(moving_shapes.VOCAB)})
