@@ -1,10 +1,13 @@
 """MCG demo on 32-frame `moving_shapes` QA with answer compositions held out of training (no
 download, CPU): ALPRO's classifier over the training answers against MCG's answer generator, both
 trained from scratch through the trainer with the tiny towers of configs/videoqa/common.py and the
-same data (32-frame videos, 8 frames read by head-tail sampling for training, uniform for tests).
+same data (32-frame videos, 8 frames read by head-tail sampling for training, uniform for tests)
+and the same vision tower: a tiny TimeSformer (2 blocks of 128, patch 8), ALPRO's kind of tower,
+because it sees the order of the frames (the per-frame ViT path pools the frames' tokens as a set,
+which cannot tell "moves left" from "moves right").
 
-    python -m ml_pipelines.jobs.mcg_demo [--workdir=workdirs/mcg_demo] [--steps=500]
-        [--methods=classifier,mcg] [--cpu_devices=N]
+    python -m ml_pipelines.jobs.mcg_demo [--workdir=workdirs/mcg_demo]
+        [--methods=classifier,mcg] [--steps=400] [--cpu_devices=N]
 
 Held out: the answers "red square", "green triangle" and "blue circle" (to "what moves <dir> ?").
 Their questions are dropped from training, but every colour and shape word is seen in other
@@ -34,12 +37,14 @@ def config_for(method: str, steps: int, train_size: int, test_size: int):
   c.optimizer.warmup_steps = min(50, steps // 10)
   c.data.update(frames=32, num_frames=8, train_sampling="headtail", train_size=train_size,
                 test_size=test_size, held_out=HELD_OUT)
+  c.model.vision = dict(name="timesformer_b16", embed_dim=128, depth=2, num_heads=4, patch_size=8,
+                        img_size=32, num_frames=8, drop_path=0.0)
   return c
 
 
 def main(argv=None):
   p = common.parser(__doc__, workdir="workdirs/mcg_demo", methods=tuple(METHODS))
-  p.add_argument("--steps", type=int, default=500)
+  p.add_argument("--steps", type=int, default=400)
   p.add_argument("--train_size", type=int, default=1000)
   p.add_argument("--test_size", type=int, default=300)
   args = p.parse_args(argv)
