@@ -16,7 +16,9 @@ keys/values from fixed buffers) and without it (every position re-runs the teach
 over the whole prefix, the same fixed shapes, so both are one jitted loop).
 Official: ALPRO's `AlproForSequenceClassification` (`third_party/ALPRO`, a checkout of
 salesforce/ALPRO with its requirements; BERT built from `base_model.json` at random init instead of
-downloading bert-base-uncased), fp16 autocast as its `fp16` option, CUDA only.
+downloading bert-base-uncased; apex and horovod, which its QA step does not use, stubbed when
+missing), fp16 autocast as its `fp16` option, CUDA only. Not run yet: no GPU in the session that
+wrote it.
 """
 from __future__ import annotations
 
@@ -133,6 +135,10 @@ def bench_alpro(args):
   if not os.path.isdir(repo):
     return f"official code not at {repo}"
   sys.path.insert(0, repo)
+  sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+  import importlib.util
+  import stub_imports  # apex / horovod: imported by ALPRO, unused by its QA training step
+  stub_imports.install(tuple(m for m in ("apex", "horovod") if importlib.util.find_spec(m) is None))
   try:
     import json
     from src.modeling import alpro_models, xbert
