@@ -17,6 +17,10 @@ from ml_pipelines.data import moving_shapes
 
 TINY_TEXT = dict(video_common.TINY_TEXT, num_layers=3, fusion_layer=2,
                  encoder_width=video_common.TINY_VISION["embed_dim"])
+# A tiny TimeSformer (ALPRO's kind of tower): it sees the frames' order, which the per-frame ViT
+# path (frame tokens pooled as a set) does not, so it can tell "moves left" from "moves right".
+TINY_VIDEO_VISION = dict(name="timesformer_b16", embed_dim=128, depth=2, num_heads=4, patch_size=8,
+                         img_size=32, num_frames=8, drop_path=0.0)
 TINY_DECODER = dict(name="answer_decoder", vocab_size=len(moving_shapes.VOCAB), hidden_size=128,
                     num_layers=1, num_heads=4, max_position=16)
 # every answer moving_shapes can give: 5 actions and 15 (colour, shape) entities

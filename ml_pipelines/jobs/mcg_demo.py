@@ -37,8 +37,7 @@ def config_for(method: str, steps: int, train_size: int, test_size: int):
   c.optimizer.warmup_steps = min(50, steps // 10)
   c.data.update(frames=32, num_frames=8, train_sampling="headtail", train_size=train_size,
                 test_size=test_size, held_out=HELD_OUT)
-  c.model.vision = dict(name="timesformer_b16", embed_dim=128, depth=2, num_heads=4, patch_size=8,
-                        img_size=32, num_frames=8, drop_path=0.0)
+  c.model.vision = dict(common.load_config("videoqa", "mcg", "moving_shapes32").model.vision)
   return c
 
 
