@@ -1,13 +1,19 @@
 """Video QA models: ALPRO's classification baseline and MCG's generative model [inferred].
 
-Both share ALPRO's encoder (salesforce/ALPRO `src/modeling/alpro_models.py`, `AlproForSequence
-Classification`): a vision tower gives each frame's tokens (any registered image model with the
-class token first, `models.tmvm.frame_tokens`; the frames of a clip are concatenated, padded frames
-masked), a BERT (`models/bert.py`) encodes the question in its text-only layers and fuses it with
-the video tokens in its cross-attention layers (from `fusion_layer`).
+All share ALPRO's encoder (salesforce/ALPRO `src/modeling/alpro_models.py`, `AlproForSequence
+Classification`): a vision tower gives the clip's tokens -- an image model (class token first,
+`models.tmvm.frame_tokens`) runs on each frame and the frames' tokens are concatenated, padded
+frames masked; a video model with `time_embed` (TimeSformer, ALPRO's tower) runs on the whole clip
+once -- and a BERT (`models/bert.py`) encodes the question in its text-only layers and fuses it
+with the video tokens in its cross-attention layers (from `fusion_layer`).
 
 * `videoqa_classifier`: ALPRO's QA head on the fused [CLS] token, `Linear(D, 2D) -> ReLU ->
   Linear(2D, num_answers)` (768 -> 1536 -> answers in ALPRO).
+* `videoqa_multiple_choice`: multiple-choice QA (NExT-QA's 5 candidates) as ALPRO-style encoders
+  are fine-tuned for it (ClipBERT / ALPRO's TGIF-QA action and transition tasks, NExT-QA's BERT
+  baselines): each candidate is read with its question as one text "[CLS] question [SEP]
+  candidate [SEP]", fused with the (shared) video tokens, and the same MLP head with one output
+  scores it; the C scores of a question are its logits for a cross-entropy over candidates.
 * `mcg` (Yu et al., arXiv 2410.09379; no public code, paper text unreadable here: the structure is
   our reading of its abstract [inferred]): the same encoder plus ALPRO-style projections
   `vision_proj` / `text_proj` into an `embed_dim` space (256 in ALPRO) for the instance-level
@@ -40,6 +46,9 @@ class VideoQAEncoder(nnx.Module):
   def video_tokens(self, video, frame_mask):
     """(tokens [B, T (1 + P), Dv], mask [B, T (1 + P)]) of uint8 clips [B, T, H, W, 3]."""
     b, t = video.shape[:2]
+    if hasattr(self.vision, "time_embed"):  # a video tower sees the whole clip, padding included
+      x = self.vision.tokens(normalise_frames(video))
+      return x, jnp.ones(x.shape[:2], bool)
     x = frame_tokens(self.vision, normalise_frames(video.reshape(b * t, *video.shape[2:])))
     x = x.reshape(b, t * x.shape[1], x.shape[-1])
     return x, jnp.repeat(frame_mask, x.shape[1] // t, axis=1)
@@ -73,6 +82,21 @@ class VideoQAClassifier(nnx.Module):
     return self.head(fused[:, 0])
 
 
+class VideoQAMultipleChoice(nnx.Module):
+  def __init__(self, *, vision: dict, text: dict, rngs: nnx.Rngs):
+    self.encoder = VideoQAEncoder(vision=vision, text=text, rngs=rngs)
+    self.head = QAHead(self.encoder.width, 1, rngs=rngs)
+
+  def __call__(self, video, frame_mask, candidates, candidates_mask):
+    """Candidate logits [B, C] of `candidates` [B, C, L] ("[CLS] question [SEP] answer [SEP]")."""
+    v, vmask = self.encoder.video_tokens(video, frame_mask)
+    b, c, n = candidates.shape
+    ids, mask = candidates.reshape(b * c, n), candidates_mask.reshape(b * c, n)
+    q = self.encoder.text(ids, mask)
+    fused = self.encoder.text.fuse(q, mask, jnp.repeat(v, c, axis=0), jnp.repeat(vmask, c, axis=0))
+    return self.head(fused[:, 0]).reshape(b, c)
+
+
 class MCG(nnx.Module):
   def __init__(self, *, vision: dict, text: dict, decoder: dict, embed_dim: int = 256,
                temp: float = 0.07, rngs: nnx.Rngs):
@@ -103,6 +127,12 @@ class MCG(nnx.Module):
 def videoqa_classifier(*, rngs: nnx.Rngs, **kw):
   """ALPRO's video QA classifier (vision tower, BERT with fusion layers, MLP head)."""
   return VideoQAClassifier(rngs=rngs, **kw)
+
+
+@models.register("videoqa_multiple_choice")
+def videoqa_multiple_choice(*, rngs: nnx.Rngs, **kw):
+  """Multiple-choice video QA: ALPRO's encoder scoring each (question, candidate) text."""
+  return VideoQAMultipleChoice(rngs=rngs, **kw)
 
 
 @models.register("mcg")

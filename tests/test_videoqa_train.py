@@ -15,7 +15,7 @@ from ml_pipelines import data, train
 from ml_pipelines.data import moving_shapes, videoqa
 from ml_pipelines.data import video as video_lib
 from ml_pipelines.evaluators import qa
-from ml_pipelines.tasks.videoqa import CLS, detokenize
+from ml_pipelines.tasks.videoqa import detokenize, special_ids
 
 
 def _opts(**kw):
@@ -65,10 +65,10 @@ def _eval_examples(c):
   return ds, {k: jnp.asarray(np.stack([e[k] for e in exs])) for k in exs[0]}
 
 
-def _echo_dataset(name, change):
-  """Registers `name`: moving_shapes_qa whose evaluation examples go through `change(ds)`."""
+def _echo_dataset(name, change, base="moving_shapes_qa"):
+  """Registers `name`: `base` whose evaluation examples go through `change(ds)`."""
   def build(config, split):
-    ds = data.get("moving_shapes_qa")(config, split)
+    ds = data.get(base)(config, split)
     return ds if split == "train" else change(ds)
   data.register(name)(build)
 
@@ -109,29 +109,48 @@ def test_classifier_trains_and_scores_its_own_predictions(tmp_path):
     assert out[f"eval/{k}"] == pytest.approx(v)
 
 
-def _brute_force_greedy(model, batch, steps):
+def _brute_force_greedy(model, batch, steps, cls):
   """Greedy answers by re-running the whole prefix through the teacher-forced decoder."""
   fused = model.encoder.encode(batch["video"], batch["frame_mask"], batch["question"],
                                batch["question_mask"])[3]
-  ids = jnp.full((batch["question"].shape[0], 1), CLS, jnp.int32)
+  ids = jnp.full((batch["question"].shape[0], 1), cls, jnp.int32)
   for _ in range(steps):
     logits = model.decoder(ids, jnp.ones_like(ids, bool), fused, batch["question_mask"])
     ids = jnp.concatenate([ids, jnp.argmax(logits[:, -1], -1)[:, None].astype(jnp.int32)], 1)
   return ids[:, 1:]
 
 
+# A vocabulary order where [PAD], [CLS], [SEP] are not 0, 1, 2 (as in BERT's 0, 101, 102).
+PERM = ((np.arange(len(moving_shapes.VOCAB)) + 5) % len(moving_shapes.VOCAB)).astype(np.int32)
+PERMUTED_VOCAB = [moving_shapes.VOCAB[i] for i in np.argsort(PERM)]
+
+
+def _permuted(ds):
+  """`ds` with every token id `i` replaced by `PERM[i]` and the vocabulary reordered to match."""
+  def row(i):
+    ex = ds.source[i]
+    return {**ex, "question": PERM[ex["question"]], "answer": PERM[ex["answer"]]}
+  return dataclasses.replace(ds, source=video_lib._Rows(len(ds.source), row),
+                             info=dict(ds.info, vocab=PERMUTED_VOCAB))
+
+
 def test_mcg_trains_and_scores_greedy_answers_by_exact_match(tmp_path):
+  """Decoding starts from, stops at and pads with the ids the dataset's vocabulary gives."""
+  assert special_ids(PERMUTED_VOCAB) == (5, 6, 7)
   c = _shrink(mcg.get_config("moving_shapes"))
+  data.register("moving_shapes_qa_permuted")(
+      lambda config, split: _permuted(data.get("moving_shapes_qa")(config, split)))
+  c.data.name = "moving_shapes_qa_permuted"
   ds, batch = _eval_examples(c)
   model = models.build(c.model, seed=c.seed)
-  tokens = np.asarray(nnx.jit(_brute_force_greedy, static_argnums=2)(
-      model, batch, batch["answer"].shape[1] - 1))
-  texts = [detokenize(t, moving_shapes.VOCAB) for t in tokens]
+  tokens = np.asarray(nnx.jit(_brute_force_greedy, static_argnums=(2, 3))(
+      model, batch, batch["answer"].shape[1] - 1, 6))
+  texts = [detokenize(t, PERMUTED_VOCAB) for t in tokens]
   answers = [t if i % 2 == 0 else t + " x" for i, t in enumerate(texts)]  # half right
 
   def change(d):
     return dataclasses.replace(d, info=dict(d.info, answers=answers))
-  _echo_dataset("moving_shapes_qa_echo_gen", change)
+  _echo_dataset("moving_shapes_qa_echo_gen", change, base="moving_shapes_qa_permuted")
   c.data.name = "moving_shapes_qa_echo_gen"
   out = _run(c, tmp_path)
   want = qa.accuracy_by_type(np.arange(len(texts)) % 2 == 0,

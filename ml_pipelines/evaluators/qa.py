@@ -3,6 +3,10 @@
 * ``accuracy_by_type(correct, types)``: the mean of ``correct`` overall and within each question
   type (MSRVTT-QA / MSVD-QA report what / who / how / when / where; NExT-QA causal / temporal /
   descriptive), as ``{"accuracy": ..., "accuracy/<type>": ...}``.
+  With ``groups`` (type -> group) it also reports each group: NExT-QA's codes (Xiao et al., CVPR
+  2021; doc-doc/NExT-QA ``eval_mc.py``) fall in causal (CW why, CH how), temporal (TN before /
+  after, TC when; TP is scored as TN there) and descriptive (DL location, DC count, DO other):
+  ``NEXTQA_GROUPS``.
 * Open-ended answers produced by a generator are scored by exact match after normalisation
   (``normalize_answer``): lower case, punctuation removed, the articles "a", "an", "the" dropped,
   whitespace collapsed -- the normalisation of SQuAD's official evaluation script (Rajpurkar et
@@ -39,8 +43,15 @@ def exact_match(predictions: Sequence[str], references: Sequence[str | Iterable[
   return np.asarray(out, bool)
 
 
-def accuracy_by_type(correct, types: Sequence[str] | None = None) -> dict[str, float]:
-  """``{"accuracy": mean, "accuracy/<type>": mean within the type}`` (types sorted by name)."""
+NEXTQA_GROUPS = {"CW": "causal", "CH": "causal", "TN": "temporal", "TC": "temporal",
+                 "DL": "descriptive", "DC": "descriptive", "DO": "descriptive"}
+NEXTQA_MERGED = {"TP": "TN"}  # eval_mc.py: "combine temporal qns of previous and next as 'TN'"
+
+
+def accuracy_by_type(correct, types: Sequence[str] | None = None,
+                     groups: dict[str, str] | None = None) -> dict[str, float]:
+  """``{"accuracy": mean, "accuracy/<type>": mean within the type}`` (types sorted by name), and
+  ``"accuracy/<group>"`` over the types of each group of ``groups``."""
   correct = np.asarray(correct, np.float64)
   report = {"accuracy": float(correct.mean()) if correct.size else float("nan")}
   if types is not None:
@@ -49,4 +60,8 @@ def accuracy_by_type(correct, types: Sequence[str] | None = None) -> dict[str, f
       raise ValueError(f"{types.shape[0]} question types for {correct.shape[0]} answers.")
     for name in sorted(set(types.tolist())):
       report[f"accuracy/{name}"] = float(correct[types == name].mean())
+    for group in sorted(set((groups or {}).values())):
+      inside = np.isin(types, [t for t, g in groups.items() if g == group])
+      if inside.any():
+        report[f"accuracy/{group}"] = float(correct[inside].mean())
   return report

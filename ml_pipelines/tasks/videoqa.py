@@ -5,6 +5,11 @@
 outside the vocabulary (label -1) are left out of the loss. Evaluation: arg-max answer, accuracy
 overall and per question type (a label of -1 is always wrong).
 
+`videoqa_multiple_choice` (model `videoqa_multiple_choice`): the same cross-entropy over the C
+candidate logits of each question against `label`, the correct candidate (NExT-QA); evaluation
+as above, and per group of types when the dataset declares `qtype_groups` (NExT-QA: causal,
+temporal, descriptive).
+
 `videoqa_generation` (model `mcg`, [inferred] loss forms, see losses/videoqa.py):
   `L = answer_weight * CE_ls(answer) + icl_weight * L_ICL + tcl_weight * L_TCL`,
   `L_ICL = symmetric_cross_entropy(v_cls q_cls^T / tau)`,
@@ -12,7 +17,10 @@ overall and per question type (a label of -1 is always wrong).
   learnable temperature, CE_ls the teacher-forced label-smoothed answer cross-entropy.
 Evaluation: the answer is decoded from [CLS] (greedy, or beam search with `beams` > 1,
 models/decoding.py) up to [SEP], and compared with the reference by exact match after SQuAD
-normalisation, overall and per question type (evaluators/qa.py).
+normalisation, overall and per question type (evaluators/qa.py). The ids of [PAD], [CLS] and [SEP]
+are those of the vocabulary the dataset declares (`info["vocab"]`: moving_shapes' word list, or a
+BERT `vocab.txt` where they are 0, 101 and 102), and WordPiece pieces ("##ing") are joined back
+onto their word when the answer is turned into text.
 Options: answer_weight (1), icl_weight (1), tcl_weight (1), smoothing (0.1), beams (1).
 
 Batch keys: ml_pipelines/data/videoqa.py.
@@ -30,7 +38,17 @@ from ml_pipelines.evaluators import qa
 from ml_pipelines.tasks.base import Task
 from models import decoding
 
-CLS, SEP, PAD = 1, 2, 0  # the [CLS] / [SEP] / [PAD] ids of the word vocabularies
+SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]")
+
+
+def special_ids(vocab) -> tuple[int, int, int]:
+  """The ids of [PAD], [CLS] and [SEP] in `vocab` (the token list a dataset's ids index)."""
+  index = {w: i for i, w in enumerate(vocab)}
+  missing = [w for w in SPECIAL_TOKENS if w not in index]
+  if missing:
+    raise ValueError(f"The dataset's vocabulary ({len(index)} tokens) has no {missing}: an answer "
+                     f"generator starts from [CLS], stops at [SEP] and pads with [PAD].")
+  return tuple(index[w] for w in SPECIAL_TOKENS)
 
 
 def _inputs(batch):
@@ -40,7 +58,16 @@ def _inputs(batch):
 def _report(env, config, correct, index):
   info = env.dataset(config.data.eval_split).info
   types = np.asarray(info["qtypes"])[_qtypes(env, config)[index]]
-  return qa.accuracy_by_type(correct, types)
+  return qa.accuracy_by_type(correct, types, info.get("qtype_groups"))
+
+
+def _cross_entropy(logits, labels):
+  """Mean cross-entropy over the examples with a label >= 0, and the accuracy over all."""
+  valid = labels >= 0
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
+                                                       jnp.maximum(labels, 0))
+  loss = jnp.sum(jnp.where(valid, ce, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+  return loss, {"metrics": {"accuracy": jnp.mean(jnp.argmax(logits, -1) == labels)}}
 
 
 def _qtypes(env, config):
@@ -59,17 +86,30 @@ class VideoQAClassification(Task):
     return None
 
   def loss(self, model, batch, rng, extra, step):
-    logits = model(*_inputs(batch))
-    valid = batch["label"] >= 0
-    ce = optax.softmax_cross_entropy_with_integer_labels(
-        logits.astype(jnp.float32), jnp.maximum(batch["label"], 0))
-    loss = jnp.sum(jnp.where(valid, ce, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
-    acc = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-    return loss, {"metrics": {"accuracy": acc}}
+    return _cross_entropy(model(*_inputs(batch)), batch["label"])
 
   @staticmethod
   def predictions(model, batch):
     return {"prediction": jnp.argmax(model(*_inputs(batch)), -1), "label": batch["label"]}
+
+  def evaluate(self, env, state):
+    out = env.predict(state, self.predictions, split=self.config.data.eval_split)
+    return _report(env, self.config, out["prediction"] == out["label"], out["index"])
+
+
+def _choice_inputs(batch):
+  return batch["video"], batch["frame_mask"], batch["candidates"], batch["candidates_mask"]
+
+
+@tasks.register("videoqa_multiple_choice")
+class VideoQAMultipleChoice(Task):
+
+  def loss(self, model, batch, rng, extra, step):
+    return _cross_entropy(model(*_choice_inputs(batch)), batch["label"])
+
+  @staticmethod
+  def predictions(model, batch):
+    return {"prediction": jnp.argmax(model(*_choice_inputs(batch)), -1), "label": batch["label"]}
 
   def evaluate(self, env, state):
     out = env.predict(state, self.predictions, split=self.config.data.eval_split)
@@ -87,6 +127,7 @@ class VideoQAGeneration(Task):
                                                          "tcl_weight")}
     self.smoothing = float(t.get("smoothing", 0.1))
     self.beams = int(t.get("beams", 1))
+    self.special = None  # (pad, cls, sep) of the dataset's vocabulary, read in `evaluate`
 
   def loss(self, model, batch, rng, extra, step):
     out = model(*_inputs(batch), batch["answer"], batch["answer_mask"])
@@ -103,30 +144,39 @@ class VideoQAGeneration(Task):
 
   def decode(self, model, batch):
     """Generated answer tokens [B, La - 1] (greedy, or the best beam)."""
+    pad, cls, sep = self.special
     max_len = batch["answer"].shape[1] - 1
     cache = model.init_decoding(*_inputs(batch), max_len)
-    bos = jnp.full((batch["answer"].shape[0],), CLS, jnp.int32)
+    bos = jnp.full((batch["answer"].shape[0],), cls, jnp.int32)
     if self.beams == 1:
-      return {"tokens": decoding.greedy(model.decoder.step, cache, bos, max_len, eos=SEP,
-                                        pad=PAD)[0]}
+      return {"tokens": decoding.greedy(model.decoder.step, cache, bos, max_len, eos=sep,
+                                        pad=pad)[0]}
     tokens, _ = decoding.beam_search(model.decoder.step, cache, bos, max_len, beams=self.beams,
-                                     eos=SEP, pad=PAD)
+                                     eos=sep, pad=pad)
     return {"tokens": tokens[:, 0]}
 
   def evaluate(self, env, state):
-    out = env.predict(state, self.decode, split=self.config.data.eval_split)
     info = env.dataset(self.config.data.eval_split).info
-    texts = [detokenize(t, info["vocab"]) for t in out["tokens"]]
+    self.special = special_ids(info["vocab"])
+    out = env.predict(state, self.decode, split=self.config.data.eval_split)
+    texts = [detokenize(t, info["vocab"], self.special) for t in out["tokens"]]
     refs = [info["answers"][i] for i in out["index"]]
     return _report(env, self.config, qa.exact_match(texts, refs), out["index"])
 
 
-def detokenize(tokens, vocab) -> str:
-  """Words of `tokens` up to the first [SEP] (special tokens dropped)."""
-  words = []
+def detokenize(tokens, vocab, special: tuple[int, int, int] | None = None) -> str:
+  """Text of `tokens` up to the first [SEP]: [PAD] / [CLS] dropped, WordPiece continuations
+  ("##s") joined onto the previous word. `special`: `special_ids(vocab)`, if already known."""
+  pad, cls, sep = special or special_ids(vocab)
+  words: list[str] = []
   for t in np.asarray(tokens).tolist():
-    if t == SEP:
+    if t == sep:
       break
-    if t > SEP:
-      words.append(vocab[t])
+    if t in (pad, cls):
+      continue
+    piece = vocab[t]
+    if piece.startswith("##") and words:
+      words[-1] += piece[2:]
+    else:
+      words.append(piece)
   return " ".join(words)
