@@ -1,11 +1,17 @@
 """Video QA models: ALPRO's classification baseline and MCG's generative model [inferred].
 
 All share ALPRO's encoder (salesforce/ALPRO `src/modeling/alpro_models.py`, `AlproForSequence
-Classification`): a vision tower gives the clip's tokens -- an image model (class token first,
-`models.tmvm.frame_tokens`) runs on each frame and the frames' tokens are concatenated, padded
-frames masked; a video model with `time_embed` (TimeSformer, ALPRO's tower) runs on the whole clip
-once -- and a BERT (`models/bert.py`) encodes the question in its text-only layers and fuses it
-with the video tokens in its cross-attention layers (from `fusion_layer`).
+Classification`): a vision tower gives the clip's tokens -- a video model with `time_embed`
+(TimeSformer, ALPRO's tower) runs on the whole clip once and, as ALPRO's `TimeSformer.
+forward_features` (`src/modeling/timesformer/vit.py`, `pooling="temporal"`), its patch tokens are
+averaged over time: [class token; mean_t patch(t, p) for each of the P positions]; an image model
+(class token first, `models.tmvm.frame_tokens`) runs on each frame and the frames' tokens are
+concatenated, padded frames masked -- and a BERT (`models/bert.py`) encodes the question in its
+text-only layers (before `fusion_layer`) and fuses it with the video tokens in the rest. The fusion
+is ALPRO's by default (`text.fusion="concat"`): the fusion layers run self-attention over the
+concatenation [question states; video tokens] with the concatenated mask, and the head reads the
+fused [CLS] (position 0); `text.fusion="cross"` selects ALBEF's cross-attention layers instead,
+for comparison.
 
 * `videoqa_classifier`: ALPRO's QA head on the fused [CLS] token, `Linear(D, 2D) -> ReLU ->
   Linear(2D, num_answers)` (768 -> 1536 -> answers in ALPRO).
@@ -35,19 +41,29 @@ from models.tmvm import frame_tokens, normalise_frames
 TEMP_RANGE = (0.001, 0.5)
 
 
+def temporal_mean_tokens(tokens, frames: int):
+  """[B, 1 + P, D]: the class token, then each patch position's mean over the `frames` frames of a
+  TimeSformer's tokens [B, 1 + P T, D] (patch-major, frame-minor: ALPRO's '(h w t)' order)."""
+  b, n, d = tokens.shape
+  patches = tokens[:, 1:].reshape(b, (n - 1) // frames, frames, d)
+  return jnp.concatenate([tokens[:, :1], patches.mean(axis=2)], axis=1)
+
+
 class VideoQAEncoder(nnx.Module):
-  """Vision tower + BERT with fusion layers (module docstring)."""
+  """Vision tower + BERT with fusion layers (module docstring; the text's `fusion` defaults to
+  ALPRO's "concat")."""
 
   def __init__(self, *, vision: dict, text: dict, rngs: nnx.Rngs):
     self.vision = models.build(dict(vision), rngs=rngs)
-    self.text = models.build(dict(text), rngs=rngs)
+    self.text = models.build(dict({"fusion": "concat"}, **text), rngs=rngs)
     self.width = self.text.num_features
 
   def video_tokens(self, video, frame_mask):
-    """(tokens [B, T (1 + P), Dv], mask [B, T (1 + P)]) of uint8 clips [B, T, H, W, 3]."""
+    """(tokens [B, N, Dv], mask [B, N]) of uint8 clips [B, T, H, W, 3]: N = 1 + P for a video
+    tower (time-averaged patches), T (1 + P) for an image tower."""
     b, t = video.shape[:2]
     if hasattr(self.vision, "time_embed"):  # a video tower sees the whole clip, padding included
-      x = self.vision.tokens(normalise_frames(video))
+      x = temporal_mean_tokens(self.vision.tokens(normalise_frames(video)), t)
       return x, jnp.ones(x.shape[:2], bool)
     x = frame_tokens(self.vision, normalise_frames(video.reshape(b * t, *video.shape[2:])))
     x = x.reshape(b, t * x.shape[1], x.shape[-1])

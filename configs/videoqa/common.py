@@ -1,6 +1,7 @@
 """Shared parts of the video-QA configs: the embedded `moving_shapes_qa` data and tiny towers, and
 ALPRO's video-QA recipe for real data (salesforce/ALPRO `config_release/msrvtt_qa.json`,
-`msvd_qa.json`): TimeSformer-B/16 on 16 frames of 224 px and BERT-base fusing from layer 6, text
+`msvd_qa.json`): TimeSformer-B/16 on 16 frames of 224 px and BERT-base fusing from layer 6 by
+self-attention over the concatenated question and video tokens (ALPRO's `xbert.py`), text
 of at most 40 tokens, AdamW (0.9, 0.98) at 5e-5 with weight decay 1e-3, grad-norm clip 5 (MSVD-QA
 20), batch 12 x 2 accumulation steps (here one batch of 24), 10 epochs (MSVD-QA 15). Differences:
 ALPRO decays the rate linearly, the trainer's schedules offer cosine (used here, with 10% warm-up);
@@ -15,7 +16,9 @@ import ml_collections
 from configs.video import common as video_common
 from ml_pipelines.data import moving_shapes
 
-TINY_TEXT = dict(video_common.TINY_TEXT, num_layers=3, fusion_layer=2,
+# fusion="concat": ALPRO's fusion (self-attention over [question; video tokens]); "cross" selects
+# ALBEF's cross-attention layers for comparison (`--config.model.text.fusion=cross`).
+TINY_TEXT = dict(video_common.TINY_TEXT, num_layers=3, fusion_layer=2, fusion="concat",
                  encoder_width=video_common.TINY_VISION["embed_dim"])
 # A tiny TimeSformer (ALPRO's kind of tower): it sees the frames' order, which the per-frame ViT
 # path (frame tokens pooled as a set) does not, so it can tell "moves left" from "moves right".
@@ -43,7 +46,8 @@ def moving_shapes(c, *, total_steps: int = 600, name: str = "moving_shapes_qa", 
 REAL = {"msrvtt_qa": (158581, 1500, 10, 5.0), "msvd_qa": (30933, 2423, 15, 20.0),
         "activitynet_qa": (32000, 1000, 10, 5.0), "nextqa": (34132, None, 10, 5.0)}
 REAL_VISION = dict(name="timesformer_b16", num_frames=16, img_size=224, drop_path=0.1)
-REAL_TEXT = dict(name="bert_base", vocab_size=30522, fusion_layer=6, encoder_width=768)
+REAL_TEXT = dict(name="bert_base", vocab_size=30522, fusion_layer=6, fusion="concat",
+                 encoder_width=768)
 REAL_DECODER = dict(name="answer_decoder", vocab_size=30522)  # BERT-base shaped [inferred]
 
 
