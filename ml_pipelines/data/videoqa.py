@@ -50,7 +50,7 @@ from ml_pipelines.data.video_text import _base_split, _ms_videos, _opts
 
 MS_QA_DEFAULTS = dict(frames=8, size=32, train_size=2000, test_size=500, seed=0, num_frames=8,
                       train_sampling="uniform", max_words=12, answer_words=5, hard=False,
-                      held_out=())
+                      held_out=(), min_objects=2, max_objects=3)
 
 
 class AnswerVocabularyError(ValueError):
