@@ -19,8 +19,9 @@ enter the QA model is our design [inferred], with both readings switchable
   renormalised [inferred, k = 5].
 * (a) input [inferred]: the top-k prompts of each kind become k extra tokens of the question
   `x_i = W^k (h~_i P^k_{e_i}) + b^k` (a Linear from the prompter width to the QA width, its bias
-  telling the kinds apart), appended to the question's hidden states before the fusion layers, so
-  the fused [CLS] the answer head reads attends to them.
+  telling the kinds apart), appended to the question's hidden states before the fusion layers
+  (with ALPRO's concatenation fusion, `models/videoqa.py`: [question; heuristic tokens; video
+  tokens]), so the fused [CLS] the answer head reads attends to them.
 * (b) loss [inferred]: the QA model predicts the heuristics from its fused [CLS] token,
   `logits^k_e = <l2norm(U^k cls), P^k_e> / tau` with the prompter's frozen temperature, and is
   trained towards the prompter's `h^k` (losses/heurvidqa.py). With both, that [CLS] has also read
