@@ -59,3 +59,20 @@ def test_alpro_text_encoder_needs_concat_fusion_and_equal_widths():
 def test_temporal_mean_tokens_match_alpro_timesformer_wrapper():
   pooled = temporal_mean_tokens(jnp.asarray(FIX["raw_tokens"]), frames=3)
   np.testing.assert_allclose(np.asarray(pooled), FIX["pooled_tokens"], atol=1e-6)
+
+
+
+def test_qa_configs_and_models_fuse_alpro_style_by_default_and_cross_on_request():
+  from configs.videoqa import classifier, mcg
+  for config in (classifier.get_config("moving_shapes"), classifier.get_config("nextqa"),
+                 classifier.get_config("msrvtt_qa"), mcg.get_config("moving_shapes")):
+    assert config.model.text.fusion == "concat"
+  towers = dict(vision=dict(name="timesformer_b16", embed_dim=16, depth=1, num_heads=2,
+                            patch_size=4, img_size=8, num_frames=3, drop_path=0.0),
+                text=dict(name="bert_base", vocab_size=40, hidden_size=16, num_layers=2,
+                          num_heads=2, max_position=12, fusion_layer=1, encoder_width=16))
+  build = lambda **text: nnx.eval_shape(lambda: models.build(dict(  # noqa: E731
+      name="videoqa_classifier", num_answers=5, vision=towers["vision"],
+      text=dict(towers["text"], **text))))
+  assert build().encoder.text.encoder.layer[1].crossattention is None  # the QA default: concat
+  assert build(fusion="cross").encoder.text.encoder.layer[1].crossattention is not None
