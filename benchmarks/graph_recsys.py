@@ -49,6 +49,30 @@ def _timeit(fn, steps: int) -> float:
   return (time.perf_counter() - start) / steps
 
 
+
+def dpcml_train_step(graphdef):
+  """(optax chain, step(params, opt, batch)) of DPCML2's official recipe: the task's hinge loss with
+  the diversity term (reg 10, delta 0.05 / 0.25), Adam 1e-3, then the norm projections."""
+  import jax
+  import ml_collections
+  import optax
+  from flax import nnx
+
+  import optim
+  from ml_pipelines import tasks
+  task = tasks.get("metric_learning_recsys")(ml_collections.ConfigDict(
+      {"task": {"name": "metric_learning_recsys", "reg": 10.0, "delta1": 0.05, "delta2": 0.25}}))
+  tx = optim.build(ml_collections.ConfigDict(dict(
+      name="adam", learning_rate=1e-3, post_transforms=("norm_projections",))), 10)
+
+  def step(params, opt, batch):
+    def loss(p):
+      return task.loss(nnx.merge(graphdef, p), batch, None, None, 0)
+    (_, aux), g = jax.value_and_grad(loss, has_aux=True)(params)
+    u, opt = tx.update(g, opt, params, **aux["tx_args"])
+    return optax.apply_updates(params, u), opt
+  return tx, step
+
 def n2_ours(args) -> dict:
   import jax
   import numpy as np
@@ -135,30 +159,16 @@ def n2_official(args) -> dict:
 def dpcml_ours(args) -> dict:
   import jax
   import jax.numpy as jnp
-  import ml_collections
   import numpy as np
-  import optax
   from flax import nnx
 
   import models
-  import optim
-  from ml_pipelines import tasks
   model = models.build("dpcml", num_users=args.users, num_items=args.items, dim=100,
                        num_vectors=5)
   graphdef, params = nnx.split(model)
-  task = tasks.get("metric_learning_recsys")(ml_collections.ConfigDict(
-      {"task": {"name": "metric_learning_recsys", "reg": 10.0, "delta1": 0.05, "delta2": 0.25}}))
-  tx = optim.build(ml_collections.ConfigDict(dict(
-      name="adam", learning_rate=1e-3, post_transforms=("norm_projections",))), 10)
+  tx, step = dpcml_train_step(graphdef)
+  step = jax.jit(step)
   opt = tx.init(params)
-
-  @jax.jit
-  def step(params, opt, batch):
-    def loss(p):
-      return task.loss(nnx.merge(graphdef, p), batch, None, None, 0)
-    (_, aux), g = jax.value_and_grad(loss, has_aux=True)(params)
-    u, opt = tx.update(g, opt, params, **aux["tx_args"])
-    return optax.apply_updates(params, u), opt
   rng = np.random.default_rng(0)
   batch = {"user": jnp.asarray(rng.integers(0, args.users, 256), jnp.int32),
            "pos": jnp.asarray(rng.integers(0, args.items, 256), jnp.int32),
@@ -326,28 +336,15 @@ def memory(args) -> list[tuple[int, float, float]]:
   """(devices, argument GiB per device, temporaries GiB per device) of the sharded train step."""
   import jax
   import jax.numpy as jnp
-  import ml_collections
   import optax
   from flax import nnx
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
   import models
-  import optim
-  from ml_pipelines import tasks
   abstract = nnx.eval_shape(lambda: models.build(
       "dpcml", num_users=args.mem_users, num_items=args.mem_items, dim=100, num_vectors=5))
   graphdef, params = nnx.split(abstract)
-  task = tasks.get("metric_learning_recsys")(ml_collections.ConfigDict(
-      {"task": {"name": "metric_learning_recsys", "reg": 10.0, "delta1": 0.05, "delta2": 0.25}}))
-  tx = optim.build(ml_collections.ConfigDict(dict(
-      name="adam", learning_rate=1e-3, post_transforms=("norm_projections",))), 10)
-
-  def step(params, opt, batch):
-    def loss(p):
-      return task.loss(nnx.merge(graphdef, p), batch, None, None, 0)
-    (_, aux), g = jax.value_and_grad(loss, has_aux=True)(params)
-    u, opt = tx.update(g, opt, params, **aux["tx_args"])
-    return optax.apply_updates(params, u), opt
+  tx, step = dpcml_train_step(graphdef)
   rows = []
   for n in (1, 2, 4, 8):
     mesh = Mesh(jax.devices()[:n], ("fsdp",))

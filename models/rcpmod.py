@@ -54,6 +54,15 @@ class ViewAutoencoder(nnx.Module):
     z = self.encode(x)
     return self.decode(z), z
 
+  def load_torch(self, state_dict) -> None:
+    """Copies the official `Autoencoder`'s PyTorch weights (`_encoder.{2i}.weight/.bias`,
+    `_decoder.{2i}...`, Linear layers at even indices of its Sequentials) into this module."""
+    named = [(layer, f"_encoder.{2 * i}") for i, layer in enumerate(self.encoder_layers)] + [
+        (layer, f"_decoder.{2 * i}") for i, layer in enumerate(self.decoder_layers)]
+    for layer, name in named:
+      layer.kernel[...] = jnp.asarray(state_dict[f"{name}.weight"]).T
+      layer.bias[...] = jnp.asarray(state_dict[f"{name}.bias"])
+
 
 class RCPMOD(nnx.Module):
   """One `ViewAutoencoder` per view."""

@@ -38,13 +38,8 @@ def test_knn_tables_match_get_knn_indices():
 
 
 def _load(model):
-  for v, ae in enumerate(model.views):
-    layers = list(ae.encoder_layers) + list(ae.decoder_layers)
-    names = [f"_encoder.{2 * i}" for i in range(len(ae.encoder_layers))] + [
-        f"_decoder.{2 * i}" for i in range(len(ae.decoder_layers))]
-    for layer, name in zip(layers, names):
-      layer.kernel[...] = jnp.asarray(REF[f"ae{v}/{name}.weight"].T)
-      layer.bias[...] = jnp.asarray(REF[f"ae{v}/{name}.bias"])
+  for v, ae in enumerate(model.views):  # the fixture stores view v's state dict under "ae{v}/"
+    ae.load_torch({k[len(f"ae{v}/"):]: REF[k] for k in REF.files if k.startswith(f"ae{v}/")})
 
 
 def test_completion_and_scores_match_the_official_evaluation():

@@ -24,13 +24,8 @@ REF = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "rcpmod",
 def _official_model():
   model = models.build("rcpmod", archs=((5, 16, 4), (7, 16, 4), (6, 16, 4)))
   nnx.update(model, jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), nnx.state(model)))
-  for v, ae in enumerate(model.views):
-    layers = list(ae.encoder_layers) + list(ae.decoder_layers)
-    names = [f"_encoder.{2 * i}" for i in range(len(ae.encoder_layers))] + [
-        f"_decoder.{2 * i}" for i in range(len(ae.decoder_layers))]
-    for layer, name in zip(layers, names):
-      layer.kernel[...] = jnp.asarray(REF[f"ae{v}/{name}.weight"].T)
-      layer.bias[...] = jnp.asarray(REF[f"ae{v}/{name}.bias"])
+  for v, ae in enumerate(model.views):  # the fixture stores view v's state dict under "ae{v}/"
+    ae.load_torch({k[len(f"ae{v}/"):]: REF[k] for k in REF.files if k.startswith(f"ae{v}/")})
   return model
 
 
